@@ -1,0 +1,1 @@
+"""Data layer: record schema and validation, chat templates, tokenization, packing, packed reader."""

@@ -1,0 +1,364 @@
+"""Build, load and save GLM-4V models with their processors, in Hugging Face format.
+
+``load(x)`` accepts a preset name (random init from a fixed seed), a local directory (one that
+glmv saved, or a zai-org checkpoint: its own tokenizer, image-processor config and chat
+template are used), or a Hub id (resolved from the local Hugging Face cache; offline machines
+get an error that says how to provide the files). ``save`` writes what plain ``transformers``
+reads: ``config.json``, ``generation_config.json``, safetensors shards with
+``model.safetensors.index.json`` (also for a single shard, so every artifact has one layout),
+tokenizer files, ``processor_config.json`` + ``preprocessor_config.json`` and
+``chat_template.jinja``.
+
+Tied embeddings: transformers v5 reads ``tie_word_embeddings`` from the top-level config; a
+tied model saves only ``embed_tokens`` and re-ties on load, which ``save`` relies on (the index
+lists exactly the tensors in the shards). The presets are untied, as the checkpoints are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from glmv_cli.errors import GlmvError
+
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+MODEL_TYPES = ("glm4v", "glm4v_moe")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def model_class_for(config) -> type:
+    """``Glm4vForConditionalGeneration`` or ``Glm4vMoeForConditionalGeneration`` for ``config``."""
+    import transformers
+
+    mt = getattr(config, "model_type", None)
+    if mt == "glm4v":
+        return transformers.Glm4vForConditionalGeneration
+    if mt == "glm4v_moe":
+        return transformers.Glm4vMoeForConditionalGeneration
+    raise GlmvError(f"model type {mt!r} is not a GLM-4V model (expected one of: {', '.join(MODEL_TYPES)})")
+
+
+def _torch_dtype(dtype: Any):
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16,
+             "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+    if str(dtype) not in names:
+        raise GlmvError(f"unknown dtype {dtype!r} (expected one of: {', '.join(names)})")
+    return names[str(dtype)]
+
+
+def build_model(config, *, seed: int = 0, dtype: Any = None, device: Any = None):
+    """A randomly initialised model for ``config``; the same seed gives the same weights.
+
+    ``device="meta"`` builds the structure without memory (for the 9B / 106B presets).
+    The global RNG state is left untouched.
+    """
+    import torch
+
+    cls = model_class_for(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if device is not None and str(device) == "meta":
+            with torch.device("meta"):
+                model = cls(config)
+        else:
+            model = cls(config)
+    torch_dtype = _torch_dtype(dtype)
+    if torch_dtype is not None:
+        model = model.to(torch_dtype)
+    if device is not None and str(device) != "meta":
+        model = model.to(device)
+    model.eval()
+    return model
+
+
+def _set_generation_ids(model, tokenizer) -> None:
+    """GLM stops on <|endoftext|>, <|user|> and <|observation|>; pads with <|endoftext|>."""
+    from glmv_cli.modeling.tokenizer import stop_token_ids
+
+    gc = model.generation_config
+    stops = stop_token_ids(tokenizer)
+    if stops:
+        gc.eos_token_id = stops
+    if tokenizer.pad_token_id is not None:
+        gc.pad_token_id = tokenizer.pad_token_id
+
+
+def _hub_or_error(name: str) -> Path:
+    """A Hub id resolved through the local cache (or the network when it is allowed)."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    how = (
+        f"download it where there is network (`hf download {name} --local-dir DIR`) "
+        "and pass DIR, or pass a preset"
+    )
+    if name.count("/") != 1 or name.startswith((".", "/")):
+        raise GlmvError(
+            f"model {name!r} is not a preset ({', '.join(_presets())}), "
+            f"not an existing directory, and not a Hub id (owner/name)"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(repo_id=name, local_files_only=offline)
+    except Exception as e:  # noqa: BLE001 - every hub failure becomes the same user error
+        mode = "HF_HUB_OFFLINE=1 and it is not in the local Hugging Face cache" if offline else str(e)
+        raise GlmvError(f"model {name!r}: cannot fetch from the Hub ({mode}); {how}") from None
+    return Path(path)
+
+
+def _presets() -> list[str]:
+    from glmv_cli.modeling.presets import list_presets
+
+    return list_presets()
+
+
+def _resolve(path_or_preset: str | os.PathLike) -> tuple[str | None, Path | None]:
+    """(preset name, None) or (None, directory)."""
+    from glmv_cli.modeling.presets import resolve_preset
+
+    s = str(path_or_preset)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return None, p
+    preset = resolve_preset(s)
+    if preset is not None:
+        return preset, None
+    if p.exists():
+        raise GlmvError(f"{s}: expected a model directory (with config.json), got a file")
+    looks_like_path = s.startswith((".", "/", "~")) or (os.sep in s and s.count("/") != 1)
+    if looks_like_path:
+        raise GlmvError(f"{s}: no such model directory")
+    return None, _hub_or_error(s)
+
+
+def _read_config(directory: Path):
+    from transformers import AutoConfig
+
+    if not (directory / "config.json").is_file():
+        raise GlmvError(f"{directory}: not a model directory (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(str(directory))
+    except (ValueError, OSError, KeyError) as e:
+        raise GlmvError(f"{directory / 'config.json'}: cannot read the model config ({e})") from None
+    model_class_for(config)  # validates the model type
+    return config
+
+
+def _offline_processor_for(config, where: str):
+    """The offline tokenizer's processor, when ``config`` was built for that tokenizer."""
+    from glmv_cli.data.chat import style_for_model_type
+    from glmv_cli.modeling.presets import TINY_IMAGE_SIZE
+    from glmv_cli.modeling.processor import build_processor
+    from glmv_cli.modeling.tokenizer import offline_tokenizer
+
+    tok = offline_tokenizer(style_for_model_type(config.model_type))
+    if config.image_token_id != tok.convert_tokens_to_ids("<|image|>") or config.text_config.vocab_size < len(tok):
+        raise GlmvError(
+            f"{where}: no tokenizer files (tokenizer.json, tokenizer_config.json) and the config's "
+            f"token ids are not glmv's offline tokenizer's (image_token_id {config.image_token_id}); "
+            "copy the tokenizer and preprocessor files of the checkpoint into the directory"
+        )
+    return build_processor(tok, size=TINY_IMAGE_SIZE)
+
+
+def _processor_from_dir(directory: Path, config=None):
+    """GlmvProcessor for a glmv-saved or zai-org directory (no torchvision needed)."""
+    from transformers import AutoTokenizer
+
+    from glmv_cli.data.chat import chat_template, style_for_model_type
+    from glmv_cli.modeling.processor import GlmvProcessor, image_processor_for
+
+    proc_cfg = directory / "processor_config.json"
+    if proc_cfg.is_file():
+        try:
+            cls_name = json.loads(proc_cfg.read_text(encoding="utf-8")).get("processor_class")
+        except json.JSONDecodeError as e:
+            raise GlmvError(f"{proc_cfg}: invalid JSON ({e})") from None
+        if cls_name == "GlmvProcessor":
+            return GlmvProcessor.from_pretrained(str(directory))
+    if config is None and (directory / "config.json").is_file():
+        config = _read_config(directory)
+    if not any((directory / f).is_file() for f in _TOKENIZER_FILES):
+        if config is None:
+            raise GlmvError(f"{directory}: no tokenizer files and no config.json")
+        return _offline_processor_for(config, str(directory))
+    tok = AutoTokenizer.from_pretrained(str(directory))
+    ip = _image_processor_from_dir(directory) or image_processor_for()
+    template = tok.chat_template
+    jinja = directory / "chat_template.jinja"
+    if not template and jinja.is_file():
+        template = jinja.read_text(encoding="utf-8")
+    if not template:
+        template = chat_template(style_for_model_type(getattr(config, "model_type", "glm4v")))
+    return GlmvProcessor(image_processor=ip, tokenizer=tok, chat_template=template)
+
+
+def _image_processor_from_dir(directory: Path):
+    """Glm4vImageProcessorPil from preprocessor_config.json / processor_config.json, if any."""
+    from transformers.models.glm4v.image_processing_pil_glm4v import Glm4vImageProcessorPil
+
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        f = directory / name
+        if not f.is_file():
+            continue
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise GlmvError(f"{f}: invalid JSON ({e})") from None
+        data = data.get("image_processor", data)
+        keys = set(Glm4vImageProcessorPil.valid_kwargs.__annotations__) | {
+            "size", "do_resize", "resample", "do_rescale", "rescale_factor", "do_normalize",
+            "image_mean", "image_std", "do_convert_rgb",
+        }
+        kwargs = {k: v for k, v in data.items() if k in keys}
+        size = kwargs.get("size")
+        if isinstance(size, dict) and not (size.get("shortest_edge") and size.get("longest_edge")):
+            # Older configs spell the limits min_pixels / max_pixels.
+            lo, hi = data.get("min_pixels"), data.get("max_pixels")
+            if lo and hi:
+                kwargs["size"] = {"shortest_edge": lo, "longest_edge": hi}
+        return Glm4vImageProcessorPil(**kwargs)
+    return None
+
+
+def load_processor(path_or_preset: str | os.PathLike):
+    """The processor (tokenizer + image processor + chat template) of a preset or directory."""
+    from glmv_cli.modeling.presets import preset_image_size
+    from glmv_cli.modeling.processor import build_processor
+    from glmv_cli.modeling.tokenizer import offline_tokenizer
+
+    preset, directory = _resolve(path_or_preset)
+    if preset is not None:
+        if preset != "tiny":
+            raise GlmvError(
+                f"preset {preset!r} uses GLM-4's 151k-token tokenizer, which glmv cannot build "
+                "offline; load the processor from a checkpoint directory instead"
+            )
+        return build_processor(offline_tokenizer("glm41v"), size=preset_image_size(preset))
+    assert directory is not None
+    return _processor_from_dir(directory)
+
+
+def load(
+    path_or_preset: str | os.PathLike,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    seed: int = 0,
+    processor_from: str | os.PathLike | None = None,
+):
+    """``(model, processor)`` from a preset, a local directory or a Hub id.
+
+    - preset: random init with ``seed``. ``tiny`` comes with the offline tokenizer. The 9B and
+      106B presets need a tokenizer from a checkpoint (``processor_from``), else the processor
+      is None; build them with ``device="meta"`` to inspect the structure without memory.
+    - directory: weights in the checkpoint's dtype unless ``dtype`` is given (``fp32``,
+      ``bf16``, ``fp16`` or a torch dtype).
+    """
+    from glmv_cli.modeling.presets import preset_config
+
+    preset, directory = _resolve(path_or_preset)
+    if preset is not None:
+        config = preset_config(preset)
+        model = build_model(config, seed=seed, dtype=dtype, device=device)
+        if processor_from is not None:
+            processor = load_processor(processor_from)
+        elif preset == "tiny":
+            processor = load_processor("tiny")
+        else:
+            processor = None
+        if processor is not None:
+            _check_compatible(config, processor.tokenizer, str(processor_from or preset))
+            _set_generation_ids(model, processor.tokenizer)
+        return model, processor
+
+    assert directory is not None
+    config = _read_config(directory)
+    processor = _processor_from_dir(directory, config) if processor_from is None else load_processor(processor_from)
+    cls = model_class_for(config)
+    torch_dtype = _torch_dtype(dtype)
+    try:
+        model = cls.from_pretrained(str(directory), dtype=torch_dtype if torch_dtype is not None else "auto")
+    except OSError as e:
+        raise GlmvError(f"{directory}: cannot load the weights ({e})") from None
+    if device is not None:
+        model = model.to(device)
+    model.eval()
+    _check_compatible(config, processor.tokenizer, str(directory))
+    if not (directory / "generation_config.json").is_file():
+        _set_generation_ids(model, processor.tokenizer)
+    return model, processor
+
+
+def _check_compatible(config, tokenizer, where: str) -> None:
+    image_id = tokenizer.convert_tokens_to_ids("<|image|>")
+    if image_id != config.image_token_id:
+        raise GlmvError(
+            f"{where}: the tokenizer's <|image|> is id {image_id} but the model config says "
+            f"image_token_id {config.image_token_id}; tokenizer and model do not belong together"
+        )
+    if len(tokenizer) > config.text_config.vocab_size:
+        raise GlmvError(
+            f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
+            f"{config.text_config.vocab_size}"
+        )
+
+
+def _write_single_shard_index(out: Path) -> None:
+    """Renames a lone model.safetensors to a 1-of-1 shard and writes its index."""
+    from safetensors import safe_open
+
+    single = out / SINGLE_NAME
+    if not single.is_file() or (out / INDEX_NAME).is_file():
+        return
+    shard = "model-00001-of-00001.safetensors"
+    total = 0
+    weight_map = {}
+    with safe_open(str(single), framework="pt") as f:
+        for key in f.keys():
+            sl = f.get_slice(key)
+            n = 1
+            for d in sl.get_shape():
+                n *= int(d)
+            total += n * _dtype_bytes(sl.get_dtype())
+            weight_map[key] = shard
+    os.replace(single, out / shard)
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (out / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+
+
+def _dtype_bytes(name: str) -> int:
+    sizes = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2,
+             "I16": 2, "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
+    return sizes.get(name, 4)
+
+
+def save(model, processor, out_dir: str | os.PathLike, *, max_shard_size: int | str = "2GB") -> list[str]:
+    """Writes ``model`` and ``processor`` to ``out_dir`` in Hugging Face format.
+
+    Other files in ``out_dir`` are kept, except earlier weight shards and their index.
+    Returns the names of the files written (all directly in ``out_dir``), sorted.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
+    for stale in list(out.glob("model*.safetensors")) + [out / INDEX_NAME]:
+        if stale.is_file():
+            stale.unlink()
+    if processor is not None:
+        _set_generation_ids(model, processor.tokenizer)
+    model.save_pretrained(str(out), max_shard_size=max_shard_size)
+    _write_single_shard_index(out)
+    if processor is not None:
+        processor.save_pretrained(str(out))
+        # Tools that predate processor_config.json (vLLM, older transformers) read this file.
+        processor.image_processor.save_pretrained(str(out))
+    return sorted(
+        p.name for p in out.iterdir() if p.is_file() and before.get(p.name) != p.stat().st_mtime_ns
+    )
