@@ -20,6 +20,14 @@ content, becomes ``<|begin_of_image|>`` + n × ``<|image|>`` + ``<|end_of_image|
 ``image_token_counts`` (grid t·h·w / merge²). The jinja template saved with the tokenizer emits
 one ``<|image|>`` per image, as zai-org's does; the processor expands it.
 
+Videos: a ``"<video>"`` placeholder or a ``{"type": "video"}`` part becomes
+``<|begin_of_video|><|video|><|end_of_video|>``; with ``video_layouts`` (per video:
+``(tokens_per_pair, pair_timestamps)``) the ``<|video|>`` is expanded as transformers'
+``Glm4vProcessor`` does: per frame pair ``<|begin_of_image|>`` + n × ``<|image|>`` +
+``<|end_of_image|>`` + the integer timestamp in seconds. Video frames reuse the image token;
+``mm_token_type_ids`` marks them 2 (inside the video markers). Every token of a video block is
+-100 in the labels, timestamps included (they are input, not something to predict).
+
 ``encode_chat`` renders the same text as the jinja template in plain Python (6 µs instead of
 jinja's 120 µs per record), tokenises the whole string once (one Rust ``encode``, ~150 µs CPU
 for a 140-token SFT record on the loaded 2-core dev machine; ~320 µs for the whole call) and
@@ -46,6 +54,7 @@ IGNORE_INDEX = -100
 STYLES = ("glm41v", "glm45v")
 ROLES = ("system", "user", "assistant")
 IMAGE_PLACEHOLDER = "<image>"
+VIDEO_PLACEHOLDER = "<video>"
 
 BOI, IMG, EOI = "<|begin_of_image|>", "<|image|>", "<|end_of_image|>"
 BOV, VID, EOV = "<|begin_of_video|>", "<|video|>", "<|end_of_video|>"
@@ -66,7 +75,8 @@ class ChatFormatError(ValueError):
 _VISIBLE_MACRO = (
     "{%- macro visible(content) -%}"
     "{%- if content is string -%}"
-    "{{- content | replace('<image>', '<|begin_of_image|><|image|><|end_of_image|>') -}}"
+    "{{- content | replace('<image>', '<|begin_of_image|><|image|><|end_of_image|>')"
+    " | replace('<video>', '<|begin_of_video|><|video|><|end_of_video|>') -}}"
     "{%- else -%}{%- for part in content -%}"
     "{%- if part.type == 'image' or 'image' in part -%}{{- '<|begin_of_image|><|image|><|end_of_image|>' -}}"
     "{%- elif part.type == 'video' or 'video' in part -%}{{- '<|begin_of_video|><|video|><|end_of_video|>' -}}"
@@ -148,12 +158,21 @@ def _check_style(style: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _visible(content: Any, where: str) -> tuple[str, int]:
-    """Content as text with image markers; returns (text, number of images)."""
+def _visible(content: Any, where: str, videos: list[str] | None = None) -> tuple[str, int]:
+    """Content as text with image and video markers; returns (text, number of images) and
+    appends the location of each video to ``videos``."""
     marker = BOI + IMG + EOI
+    vmarker = BOV + VID + EOV
+    if videos is None:
+        videos = []
     if isinstance(content, str):
         n = content.count(IMAGE_PLACEHOLDER)
-        return (content.replace(IMAGE_PLACEHOLDER, marker) if n else content), n
+        text = content.replace(IMAGE_PLACEHOLDER, marker) if n else content
+        nv = text.count(VIDEO_PLACEHOLDER)
+        if nv:
+            videos.extend([where] * nv)
+            text = text.replace(VIDEO_PLACEHOLDER, vmarker)
+        return text, n
     if not isinstance(content, (list, tuple)):
         raise ChatFormatError(f"{where}: content must be a string or a list of parts, got {type(content).__name__}")
     out, n = [], 0
@@ -165,14 +184,15 @@ def _visible(content: Any, where: str) -> tuple[str, int]:
             out.append(marker)
             n += 1
         elif kind == "video" or "video" in part:
-            raise ChatFormatError(f"{where}.content[{j}]: video parts are not supported (images only)")
+            out.append(vmarker)
+            videos.append(f"{where}.content[{j}]")
         elif kind == "text":
             text = part.get("text")
             if not isinstance(text, str):
                 raise ChatFormatError(f"{where}.content[{j}]: a text part needs a string 'text'")
             out.append(text)
         else:
-            raise ChatFormatError(f"{where}.content[{j}]: unknown part type {kind!r} (expected 'text' or 'image')")
+            raise ChatFormatError(f"{where}.content[{j}]: unknown part type {kind!r} (expected 'text', 'image' or 'video')")
     return "".join(out), n
 
 
@@ -182,8 +202,10 @@ def _render(
     add_generation_prompt: bool,
     enable_thinking: bool,
     train_on: str,
+    videos: list[str] | None = None,
 ) -> tuple[list[tuple[str, bool]], int, bool]:
-    """Segments (text, trainable), the image count, and whether a closing EOS is trained."""
+    """Segments (text, trainable), the image count, and whether a closing EOS is trained;
+    the location of each video is appended to ``videos``."""
     _check_style(style)
     if train_on not in ("last", "all"):
         raise ChatFormatError(f"train_on must be 'last' or 'all', got {train_on!r}")
@@ -208,7 +230,7 @@ def _render(
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         role = roles[i]
-        text, n = _visible(m["content"], where)
+        text, n = _visible(m["content"], where, videos)
         n_images += n
         segs.append((ROLE_TOKENS[role], close_pending))
         close_pending = False
@@ -258,23 +280,34 @@ def render_prompt(
     add_generation_prompt: bool = True,
     enable_thinking: bool = True,
     image_token_counts: Sequence[int] | None = None,
+    video_layouts: Sequence[tuple[int, Sequence[int]]] | None = None,
 ) -> str:
     """The prompt text (what ``apply_chat_template(..., tokenize=False)`` returns).
 
     With ``image_token_counts`` each image's ``<|image|>`` is repeated its number of tokens,
+    and with ``video_layouts`` each ``<|video|>`` becomes its frame pairs and timestamps,
     ready for a tokenizer call without a processor.
     """
-    segs, n_images, _ = _render(messages, style, add_generation_prompt, enable_thinking, "last")
+    videos: list[str] = []
+    segs, n_images, _ = _render(messages, style, add_generation_prompt, enable_thinking, "last", videos)
     text = "".join(s for s, _ in segs)
-    if image_token_counts is None:
-        return text
-    counts = _check_counts(image_token_counts, n_images)
-    pieces = text.split(BOI + IMG + EOI)
-    out = [pieces[0]]
-    for n, rest in zip(counts, pieces[1:]):
-        out.append(BOI + IMG * n + EOI)
-        out.append(rest)
-    return "".join(out)
+    if image_token_counts is not None:
+        counts = _check_counts(image_token_counts, n_images)
+        pieces = text.split(BOI + IMG + EOI)
+        out = [pieces[0]]
+        for n, rest in zip(counts, pieces[1:]):
+            out.append(BOI + IMG * n + EOI)
+            out.append(rest)
+        text = "".join(out)
+    if video_layouts is not None:
+        layouts = _check_layouts(video_layouts, videos)
+        pieces = text.split(VID)
+        out = [pieces[0]]
+        for (n, stamps), rest in zip(layouts, pieces[1:]):
+            out.append("".join(f"{BOI}{IMG * n}{EOI}{t}" for t in stamps))
+            out.append(rest)
+        text = "".join(out)
+    return text
 
 
 def _check_counts(image_token_counts: Sequence[int], n_images: int) -> list[int]:
@@ -289,14 +322,41 @@ def _check_counts(image_token_counts: Sequence[int], n_images: int) -> list[int]
     return counts
 
 
+def _check_layouts(video_layouts: Sequence[tuple[int, Sequence[int]]], videos: list[str]) -> list[tuple[int, list[int]]]:
+    """Validated ``(tokens_per_pair, [int timestamps])`` per video; ``videos`` = their locations."""
+    layouts = list(video_layouts)
+    if videos and not layouts:
+        raise ChatFormatError(f"{videos[0]}: video parts are not supported without video_layouts "
+                              "(one (tokens_per_pair, pair_timestamps) per video)")
+    if len(layouts) != len(videos):
+        raise ChatFormatError(f"{len(videos)} video placeholder(s) in the text but {len(layouts)} video(s) given")
+    out = []
+    for j, lay in enumerate(layouts):
+        try:
+            n, stamps = lay
+            stamps = list(stamps)
+        except (TypeError, ValueError):
+            raise ChatFormatError(f"video_layouts[{j}] must be (tokens_per_pair, pair_timestamps), got {lay!r}") from None
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ChatFormatError(f"video_layouts[{j}]: tokens_per_pair must be a positive integer, got {n!r}")
+        if not stamps:
+            raise ChatFormatError(f"video_layouts[{j}]: a video needs at least one frame pair")
+        if any(isinstance(t, bool) or not isinstance(t, (int, float)) or t < 0 for t in stamps):
+            raise ChatFormatError(f"video_layouts[{j}]: timestamps must be non-negative numbers, got {stamps!r}")
+        out.append((n, [int(t) for t in stamps]))
+    return out
+
+
 class _Ids:
     """Token ids of the markers, looked up once per tokenizer."""
 
-    __slots__ = ("image", "boi", "eoi", "eos")
+    __slots__ = ("image", "boi", "eoi", "eos", "video", "stamps")
 
     def __init__(self, tokenizer):
         conv = tokenizer.convert_tokens_to_ids
         self.image, self.boi, self.eoi, self.eos = conv(IMG), conv(BOI), conv(EOI), conv(EOS)
+        self.video = conv(VID)
+        self.stamps: dict[int, list[int]] = {}  # timestamp -> its ids (digits tokenised alone)
         for name, v in (("<|image|>", self.image), ("<|begin_of_image|>", self.boi), ("<|endoftext|>", self.eos)):
             if v is None or v == tokenizer.unk_token_id:
                 raise ChatFormatError(f"the tokenizer has no {name} token; it is not a GLM tokenizer")
@@ -316,8 +376,45 @@ def _marker_ids(tokenizer) -> _Ids:
     return ids
 
 
+def _video_ids(tokenizer, ids_of: _Ids, n: int, stamps: list[int]) -> np.ndarray:
+    """Ids of one expanded ``<|video|>``: per pair BOI, n x IMG, EOI, the timestamp's tokens.
+
+    Special tokens split the text before BPE, so a timestamp between ``<|end_of_image|>`` and
+    the next marker is tokenised on its own: these ids equal tokenising the expanded text."""
+    backend = tokenizer.backend_tokenizer
+    parts = []
+    for t in stamps:
+        tid = ids_of.stamps.get(t)
+        if tid is None:
+            tid = ids_of.stamps[t] = backend.encode(str(t), add_special_tokens=False).ids
+        parts.append([ids_of.boi] + [ids_of.image] * n + [ids_of.eoi] + tid)
+    return np.fromiter((i for p in parts for i in p), dtype=np.int64)
+
+
+def _expand_videos(tokenizer, ids_of: _Ids, ids: np.ndarray, labels: np.ndarray,
+                   layouts: list[tuple[int, list[int]]]) -> tuple[np.ndarray, np.ndarray]:
+    at = np.flatnonzero(ids == ids_of.video)
+    if len(at) != len(layouts):
+        raise ChatFormatError(
+            f"{len(layouts)} video(s) given but the text has {len(at)} <|video|> token(s) "
+            "(a literal <|video|> in the text counts too)"
+        )
+    if not len(at):
+        return ids, labels
+    id_parts, lab_parts, prev = [], [], 0
+    for pos, (n, stamps) in zip(at.tolist(), layouts):
+        v = _video_ids(tokenizer, ids_of, n, stamps)
+        id_parts += [ids[prev:pos], v]
+        lab_parts += [labels[prev:pos], np.full(v.shape, IGNORE_INDEX, dtype=np.int64)]
+        prev = pos + 1
+    id_parts.append(ids[prev:])
+    lab_parts.append(labels[prev:])
+    return np.concatenate(id_parts), np.concatenate(lab_parts)
+
+
 def _encode_segments(
-    tokenizer, segs: list[tuple[str, bool]], counts: list[int], close_eos: bool
+    tokenizer, segs: list[tuple[str, bool]], counts: list[int], close_eos: bool,
+    layouts: list[tuple[int, list[int]]] | None = None,
 ) -> dict[str, list[int]]:
     """One Rust ``encode`` of the whole text; labels by token start offset; image expansion."""
     ids_of = _marker_ids(tokenizer)
@@ -354,6 +451,8 @@ def _encode_segments(
         repeats[is_image] = counts
         ids = np.repeat(ids, repeats)
         labels = np.repeat(labels, repeats)
+    # after the images: an expanded video holds <|image|> tokens of its own
+    ids, labels = _expand_videos(tokenizer, ids_of, ids, labels, layouts or [])
     input_ids = ids.tolist()
     label_list = labels.tolist()
     if close_eos:
@@ -367,6 +466,7 @@ def encode_chat(
     messages: Sequence[dict],
     *,
     image_token_counts: Sequence[int] = (),
+    video_layouts: Sequence[tuple[int, Sequence[int]]] = (),
     style: str = "glm41v",
     add_generation_prompt: bool = False,
     enable_thinking: bool = True,
@@ -377,32 +477,41 @@ def encode_chat(
     Returns ``{"input_ids": [...], "labels": [...]}`` of equal length; labels are the ids on
     trained assistant tokens and their closing token, -100 elsewhere (image tokens included).
     Raises ``ChatFormatError`` (a ``ValueError``) for an unknown role, an empty assistant turn,
-    or a placeholder count that differs from ``len(image_token_counts)``.
+    or a placeholder count that differs from ``len(image_token_counts)`` / ``len(video_layouts)``.
+    ``video_layouts``: per video ``(tokens_per_pair, pair_timestamps)``.
     """
-    segs, n_images, close_eos = _render(messages, style, add_generation_prompt, enable_thinking, train_on)
+    videos: list[str] = []
+    segs, n_images, close_eos = _render(messages, style, add_generation_prompt, enable_thinking, train_on, videos)
     counts = _check_counts(image_token_counts, n_images)
-    return _encode_segments(tokenizer, segs, counts, close_eos)
+    layouts = _check_layouts(video_layouts, videos)
+    return _encode_segments(tokenizer, segs, counts, close_eos, layouts)
 
 
 def encode_pretrain_text(
-    tokenizer, text: str, *, image_token_counts: Sequence[int] = ()
+    tokenizer, text: str, *, image_token_counts: Sequence[int] = (),
+    video_layouts: Sequence[tuple[int, Sequence[int]]] = (),
 ) -> dict[str, list[int]]:
     """Ids and labels of a pretraining document (caption or interleaved text).
 
     Layout: ``[gMASK]<sop>`` + text (``<image>`` → image block) + ``<|endoftext|>``. Labels on
     every text token and the final ``<|endoftext|>``; -100 on the prefix and on image tokens
-    and their begin/end markers (the model cannot predict an image's tokens).
+    and their begin/end markers (the model cannot predict an image's tokens); likewise on
+    every token of a video block (``<video>`` placeholders, ``video_layouts``).
     """
     if not isinstance(text, str):
         raise ChatFormatError(f"text must be a string, got {type(text).__name__}")
     n_images = text.count(IMAGE_PLACEHOLDER)
     counts = _check_counts(image_token_counts, n_images)
-    if not text.replace(IMAGE_PLACEHOLDER, "").strip():
+    layouts = _check_layouts(video_layouts, ["text"] * text.count(VIDEO_PLACEHOLDER))
+    if not text.replace(IMAGE_PLACEHOLDER, "").replace(VIDEO_PLACEHOLDER, "").strip():
         raise ChatFormatError("text has no words besides image placeholders")
-    body = text.replace(IMAGE_PLACEHOLDER, BOI + IMG + EOI)
-    out = _encode_segments(tokenizer, [(PREFIX, False), (body, True)], counts, True)
+    body = text.replace(IMAGE_PLACEHOLDER, BOI + IMG + EOI).replace(VIDEO_PLACEHOLDER, BOV + VID + EOV)
+    out = _encode_segments(tokenizer, [(PREFIX, False), (body, True)], counts, True, layouts)
     ids_of = _marker_ids(tokenizer)
     no_label = {ids_of.boi, ids_of.eoi}
+    if layouts:
+        conv = tokenizer.convert_tokens_to_ids
+        no_label |= {conv(BOV), conv(EOV)}
     out["labels"] = [IGNORE_INDEX if t in no_label else lab for t, lab in zip(out["input_ids"], out["labels"])]
     return out
 

@@ -1,0 +1,185 @@
+"""The input record schema (DESIGN §5) and its validation.
+
+A record is one JSONL line::
+
+    {"id": str, "messages": [{"role": "system"|"user"|"assistant", "content": ...}],
+     "images": [path, ...], "domain": str, "answer": str, "difficulty": 1..5}
+
+``content`` is either a string with ``<image>`` placeholders or a list of ``{"type": "text",
+"text": ...}`` / ``{"type": "image"}`` parts. Pretraining records may instead be ``{"text": "...
+<image> ...", "images": [...]}``. Image paths are relative to the JSONL file's directory or
+absolute.
+
+Validation is strict and cheap (no image is opened here): every problem raises a
+:class:`RecordError` whose message starts with ``file:line: field 'x':`` and whose ``reason`` is one
+of :data:`REASONS`, the key under which ``--on-bad skip`` counts it in the manifest. Records are
+normalised so that every ``content`` becomes a list of parts, with string placeholders split
+out; the i-th image part (in message order) is the i-th entry of ``images``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from glmv_cli.errors import GlmvError, where
+
+ROLES = ("system", "user", "assistant")
+PLACEHOLDER = "<image>"
+REASONS = ("malformed_json", "bad_field", "unknown_role", "empty_assistant", "image_count",
+           "missing_image", "bad_image", "aspect_ratio", "overlong")
+
+
+class RecordError(GlmvError):
+    """A bad input record; the message names file, line and field."""
+
+    def __init__(self, path: object, line: int, field_: str | None, msg: str, reason: str):
+        super().__init__(f"{where(path, line, field_)}: {msg}")
+        self.path, self.line, self.field, self.reason = str(path), line, field_, reason
+
+    def as_tuple(self) -> tuple:
+        """Plain values for the trip back from a worker process."""
+        return (str(self), self.path, self.line, self.field, self.reason)
+
+    @classmethod
+    def from_tuple(cls, t: tuple) -> "RecordError":
+        e = cls.__new__(cls)
+        GlmvError.__init__(e, t[0])
+        e.path, e.line, e.field, e.reason = t[1], t[2], t[3], t[4]
+        return e
+
+
+@dataclass
+class Record:
+    path: str
+    line: int
+    id: str
+    kind: str                       # "chat" or "text"
+    messages: list[dict] | None     # normalised: {"role", "content": [{"type": "text"|"image", ...}]}
+    text: str | None
+    images: list[str] = field(default_factory=list)  # absolute paths, in placeholder order
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def _split_placeholders(s: str) -> list[dict]:
+    if PLACEHOLDER not in s:
+        return [{"type": "text", "text": s}] if s else []
+    parts: list[dict] = []
+    chunks = s.split(PLACEHOLDER)
+    for k, chunk in enumerate(chunks):
+        if chunk:
+            parts.append({"type": "text", "text": chunk})
+        if k < len(chunks) - 1:
+            parts.append({"type": "image"})
+    return parts
+
+
+def _content_parts(content: Any, path: str, line: int, fname: str) -> list[dict]:
+    if isinstance(content, str):
+        return _split_placeholders(content)
+    if not isinstance(content, list):
+        raise RecordError(path, line, fname, f"expected a string or a list of parts, got {type(content).__name__}",
+                          "bad_field")
+    parts: list[dict] = []
+    for j, part in enumerate(content):
+        pf = f"{fname}[{j}]"
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image"):
+            raise RecordError(path, line, pf, 'expected {"type": "text", "text": ...} or {"type": "image"}',
+                              "bad_field")
+        if part["type"] == "image":
+            parts.append({"type": "image"})
+        else:
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise RecordError(path, line, f"{pf}.text", "expected a string", "bad_field")
+            parts.extend(_split_placeholders(text))
+    return parts
+
+
+def _is_empty(parts: list[dict]) -> bool:
+    return all(p["type"] == "text" and not p["text"].strip() for p in parts)
+
+
+@functools.lru_cache(maxsize=256)
+def _base_dir(path: str) -> str:
+    return os.path.dirname(os.path.abspath(path))
+
+
+def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | None = None,
+                 check_files: bool = True) -> Record:
+    """Parses and validates one JSONL line. ``mode`` is ``"sft"`` or ``"pretrain"``."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecordError(path, line, None, f"malformed JSON ({e.msg} at column {e.colno})",
+                          "malformed_json") from None
+    if not isinstance(obj, dict):
+        raise RecordError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "malformed_json")
+
+    rid = obj.get("id", f"{os.path.basename(path)}:{line}")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise RecordError(path, line, "id", "expected a string", "bad_field")
+
+    images = obj.get("images", [])
+    if not isinstance(images, list):
+        raise RecordError(path, line, "images", "expected a list of image paths", "bad_field")
+    for k, p in enumerate(images):
+        if not isinstance(p, str) or not p:
+            raise RecordError(path, line, f"images[{k}]", "expected a non-empty path string", "bad_field")
+
+    messages = None
+    body = None
+    if "messages" in obj:
+        raw = obj["messages"]
+        if not isinstance(raw, list) or not raw:
+            raise RecordError(path, line, "messages", "expected a non-empty list of messages", "bad_field")
+        messages = []
+        for i, m in enumerate(raw):
+            if not isinstance(m, dict):
+                raise RecordError(path, line, f"messages[{i}]", 'expected {"role": ..., "content": ...}', "bad_field")
+            role = m.get("role")
+            if role not in ROLES:
+                raise RecordError(path, line, f"messages[{i}].role",
+                                  f"unknown role {json.dumps(role)} (expected system, user or assistant)",
+                                  "unknown_role")
+            if "content" not in m:
+                raise RecordError(path, line, f"messages[{i}].content", "missing", "bad_field")
+            parts = _content_parts(m["content"], path, line, f"messages[{i}].content")
+            if role == "assistant" and _is_empty(parts):
+                raise RecordError(path, line, f"messages[{i}].content", "empty assistant turn", "empty_assistant")
+            messages.append({"role": role, "content": parts})
+        if mode == "sft" and not any(m["role"] == "assistant" for m in messages):
+            raise RecordError(path, line, "messages", "no assistant turn (mode sft trains on assistant replies)",
+                              "bad_field")
+        n_ph = sum(p["type"] == "image" for m in messages for p in m["content"])
+    elif mode == "pretrain" and "text" in obj:
+        body = obj["text"]
+        if not isinstance(body, str) or not body.strip():
+            raise RecordError(path, line, "text", "expected a non-empty string", "bad_field")
+        n_ph = body.count(PLACEHOLDER)
+    else:
+        need = "'messages'" if mode == "sft" else "'messages' or 'text'"
+        raise RecordError(path, line, "messages", f"missing (mode {mode} needs {need})", "bad_field")
+
+    if n_ph != len(images):
+        raise RecordError(path, line, "images",
+                          f"{n_ph} <image> placeholder(s) but {len(images)} image(s) listed", "image_count")
+
+    base = base_dir if base_dir is not None else _base_dir(path)
+    resolved = []
+    for k, p in enumerate(images):
+        full = p if p.startswith("/") else os.path.normpath(os.path.join(base, p))
+        if check_files and not os.path.isfile(full):
+            raise RecordError(path, line, f"images[{k}]", f"image file '{full}' does not exist", "missing_image")
+        resolved.append(full)
+
+    meta = {k: obj[k] for k in ("domain", "answer", "difficulty") if k in obj}
+    return Record(path=path, line=line, id=str(rid), kind="chat" if messages is not None else "text",
+                  messages=messages, text=body, images=resolved, meta=meta)
