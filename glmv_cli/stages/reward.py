@@ -1,0 +1,198 @@
+"""``glmv reward``: score a JSONL file of responses with the reward system and report per domain.
+
+Practitioners run it to audit a verifier before RL: feed it rollouts (or hand-written adversarial
+answers) and look at the per-domain mean reward, gate failures and verifier errors. Each input line
+is ``{"response", "reference" (or "answer"), "domain", "prompt"?, "extra"?, "id"?}``. Bad lines get
+an error naming ``file:line: field``; ``--on-bad fail`` (default) stops before writing anything,
+``--on-bad skip`` scores the rest and counts the skipped lines in the manifest.
+
+Output artifact: ``scores.jsonl`` (one line per scored input: line, id, domain, reward, answer, gate,
+error) and ``manifest.json`` whose metrics hold, per domain and overall: n, mean reward, pass rate
+(reward >= 1), gate failures by reason, verifier errors, timeouts, and verifications per second.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from glmv_cli.artifacts import ArtifactWriter, Manifest
+from glmv_cli.cli import RecipeOpt, user_errors
+from glmv_cli.errors import GlmvError, where
+
+STYLES = ("glm41v", "glm45v")
+
+
+@dataclass
+class RewardOptions:
+    input: Path
+    out: Path
+    config: Optional[Path] = None
+    style: Optional[str] = None
+    on_bad: str = "fail"
+    workers: int = 1
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not self.input.is_file():
+            raise GlmvError(f"--input '{self.input}' does not exist or is not a file")
+        if self.style is not None and self.style not in STYLES:
+            raise GlmvError(f"--style must be one of {', '.join(STYLES)}, got '{self.style}'")
+        if self.on_bad not in ("fail", "skip"):
+            raise GlmvError(f"--on-bad must be 'fail' or 'skip', got '{self.on_bad}'")
+        if self.workers < 1:
+            raise GlmvError(f"--workers must be >= 1, got {self.workers}")
+
+
+def read_lines(path: Path, known_domains: list[str], on_bad: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Parses and checks every line; returns (records, problems). Raises on the first problem
+    when ``on_bad == 'fail'``."""
+    records, problems = [], []
+    known = set(known_domains)
+    with open(path, encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            err = None
+            try:
+                rec = json.loads(raw)
+            except json.JSONDecodeError as e:
+                rec, err = None, f"{where(path, lineno)}: invalid JSON ({e.msg} at column {e.colno})"
+            if err is None and not isinstance(rec, dict):
+                err = f"{where(path, lineno)}: expected a JSON object, got {type(rec).__name__}"
+            if err is None:
+                if "reference" not in rec and "answer" in rec:
+                    rec["reference"] = rec["answer"]
+                for key in ("response", "reference", "domain"):
+                    if key not in rec:
+                        err = f"{where(path, lineno, key)} is missing"
+                        break
+                    if not isinstance(rec[key], str):
+                        err = f"{where(path, lineno, key)} must be a string, got {type(rec[key]).__name__}"
+                        break
+            if err is None and rec.get("prompt") is not None and not isinstance(rec["prompt"], str):
+                err = f"{where(path, lineno, 'prompt')} must be a string, got {type(rec['prompt']).__name__}"
+            if err is None and rec.get("extra") is not None and not isinstance(rec["extra"], dict):
+                err = f"{where(path, lineno, 'extra')} must be an object, got {type(rec['extra']).__name__}"
+            if err is None and rec["domain"] not in known:
+                err = (f"{where(path, lineno, 'domain')}: unknown domain '{rec['domain']}'; "
+                       f"known: {', '.join(sorted(known))}")
+            if err is not None:
+                if on_bad == "fail":
+                    raise GlmvError(err)
+                problems.append(err)
+                continue
+            rec["_line"] = lineno
+            records.append(rec)
+    return records, problems
+
+
+def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Per-domain metrics: n, mean_reward, pass_rate, gate_failures (+ reasons), verifier_errors."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[r["domain"]].append(r)
+    out: dict[str, Any] = {}
+    for name, rs in sorted(groups.items()) + [("all", rows)]:
+        n = len(rs)
+        gates = Counter(r["gate"] for r in rs if r["gate"])
+        out[name] = {
+            "n": n,
+            "mean_reward": round(sum(r["reward"] for r in rs) / n, 6) if n else 0.0,
+            "pass_rate": round(sum(r["reward"] >= 1.0 for r in rs) / n, 6) if n else 0.0,
+            "gate_failures": sum(gates.values()),
+            "gate_reasons": dict(sorted(gates.items())),
+            "verifier_errors": sum(1 for r in rs if r["error"]),
+            "timeouts": sum(1 for r in rs if r["error"] == "timeout"),
+        }
+    out["all"]["verifications_per_s"] = round(len(rows) / seconds, 1) if seconds > 0 else None
+    return out
+
+
+def reward(opts: RewardOptions, console: Any = None) -> Manifest:
+    """Scores ``opts.input`` and writes the artifact at ``opts.out``."""
+    from glmv_cli.rewards import load_config, score_detailed
+
+    opts.validate()
+    cfg = load_config(opts.config)
+    if opts.style is not None:
+        cfg = cfg.with_style(opts.style)
+    records, problems = read_lines(opts.input, cfg.known_domains(), opts.on_bad)
+
+    def one(rec: dict[str, Any]) -> dict[str, Any]:
+        res = score_detailed(rec.get("prompt"), rec["response"], rec["reference"], rec["domain"],
+                             rec.get("extra"), config=cfg)
+        row = {"line": rec["_line"], "id": rec.get("id"), **res.to_dict()}
+        row["domain"] = rec["domain"]  # group by the user's label (stem stays stem)
+        return row
+
+    resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    art = ArtifactWriter(opts.out, "reward", options=resolved, overwrite=opts.overwrite).open()  # --out checked first
+    try:
+        t0 = time.perf_counter()
+        if opts.workers > 1:
+            with ThreadPoolExecutor(opts.workers) as pool:
+                rows = list(pool.map(one, records))
+        else:
+            rows = [one(r) for r in records]
+        metrics = summarize(rows, time.perf_counter() - t0)
+        with open(art.path / "scores.jsonl", "w", encoding="utf-8") as f:
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        art.metrics.update({"domains": metrics, "skipped_lines": len(problems)})
+        art.extra["reward_config"] = cfg.as_dict()
+        if problems:
+            art.extra["skipped"] = problems[:100]
+        m = art.commit()
+    except BaseException:
+        art.abort()
+        raise
+    print_table(metrics, console)
+    return m
+
+
+def print_table(metrics: dict[str, Any], console: Any = None) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(highlight=False)
+    t = Table(title="rewards per domain", box=box.SIMPLE_HEAD, pad_edge=False,
+              caption="reward = mean reward; pass = share with reward 1; gate fail = format or language "
+                      "gate failures; errors = verifier errors (timeouts included)")
+    for col in ("domain", "n", "reward", "pass", "gate fail", "errors", "timeouts"):
+        t.add_column(col, justify="left" if col == "domain" else "right", no_wrap=True)
+    for name, m in metrics.items():
+        t.add_row(name, str(m["n"]), f"{m['mean_reward']:.3f}", f"{m['pass_rate']:.3f}", str(m["gate_failures"]),
+                  str(m["verifier_errors"]), str(m["timeouts"]))
+    console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("reward")
+    @user_errors
+    def reward_cmd(
+        input: Annotated[Path, typer.Option("--input", help="JSONL of {response, reference, domain, prompt?, extra?}.")],
+        out: Annotated[Path, typer.Option("--out", help="Output artifact directory.")],
+        config: Annotated[Optional[Path], typer.Option("--config", help="rewards.yaml: gates, domains, judge endpoints.")] = None,
+        style: Annotated[Optional[str], typer.Option("--style", help="Answer format: glm41v (<answer> tags) or glm45v.")] = None,
+        on_bad: Annotated[str, typer.Option("--on-bad", help="fail: stop at the first bad line; skip: count and go on.")] = "fail",
+        workers: Annotated[int, typer.Option("--workers", help="Threads (helps LLM-judge domains).")] = 1,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
+        recipe: RecipeOpt = None,
+    ) -> None:
+        """Score a file of responses with the reward gates and domain verifiers.
+
+        Writes OUT/scores.jsonl and a manifest with per-domain n, mean reward, pass rate, gate
+        failures and verifier errors, and prints them as a table. Use it to audit a verifier on
+        adversarial answers before an RL run.
+        """
+        reward(RewardOptions(input=input, out=out, config=config, style=style, on_bad=on_bad,
+                             workers=workers, overwrite=overwrite))
