@@ -1,0 +1,118 @@
+"""Process-group set-up for one process, ``torchrun`` and the ``deepspeed`` launcher alike.
+
+Launchers export RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; a plain ``glmv sft``
+has none, so we fill in a single-process group on a free local port. CPU runs use gloo (DESIGN
+§10); DeepSpeed's shared-memory comm op is disabled before ``initialize`` because its first use
+JIT-compiles for ~37 s and gloo does not need it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launched() -> bool:
+    """True under torchrun / deepspeed (they set WORLD_SIZE)."""
+    return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def env_world() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def env_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def init() -> None:
+    """Initialises torch.distributed through DeepSpeed (idempotent)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    added: list[str] = []
+    if not launched():
+        # a one-process group; the variables are removed again afterwards so that child processes
+        # (a torchrun launched from a test, a subprocess) do not mistake them for a launcher's
+        for k, v in (("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0"), ("LOCAL_WORLD_SIZE", "1"),
+                     ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", str(_free_port()))):
+            if k not in os.environ:
+                os.environ[k] = v
+                added.append(k)
+    import deepspeed
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if torch.cuda.is_available():
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    try:
+        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    finally:
+        for k in added:  # DeepSpeed's engine still reads LOCAL_RANK later
+            if k not in ("LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+                os.environ.pop(k, None)
+
+
+def rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_initialized() else 1
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def all_sum(values: list[float]) -> list[float]:
+    """Sums a few numbers over ranks (float64 on CPU; gloo and nccl both take it via the device)."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return list(values)
+    dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def shutdown() -> None:
+    """Destroys the process group, and DeepSpeed's cached groups with it, so that a later stage in
+    the same process (tests, notebooks) can initialise again."""
+    import sys
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    groups = sys.modules.get("deepspeed.utils.groups")
+    if groups is not None:
+        for name in ("_WORLD_GROUP", "_DATA_PARALLEL_GROUP", "_ZERO_PARAM_INTRA_PARALLEL_GROUP",
+                     "_MODEL_PARALLEL_GROUP", "_TENSOR_MODEL_PARALLEL_GROUP"):
+            if hasattr(groups, name):
+                setattr(groups, name, None)
+        for name in ("_EXPERT_PARALLEL_GROUP", "_EXPERT_PARALLEL_GROUP_RANKS", "_EXPERT_DATA_PARALLEL_GROUP",
+                     "_EXPERT_DATA_PARALLEL_GROUP_RANKS", "_ALL_TO_ALL_GROUP"):
+            d = getattr(groups, name, None)
+            if isinstance(d, dict):
+                d.clear()
