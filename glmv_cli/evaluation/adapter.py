@@ -1,0 +1,293 @@
+"""glmv's lm-eval model adapter, registered as ``glmv``.
+
+lm-eval hands a multimodal generative task's requests to ``generate_until`` as
+``(context, gen_kwargs, {"visual": [PIL images]})``; glmv's task YAMLs put one ``<image>``
+placeholder per image in the context. The adapter turns each request into a GLM chat prompt
+(``[gMASK]<sop><|user|>\\n…<|assistant|>\\n``, images expanded to their token counts) and asks a
+:class:`Generator` for the responses. It returns the raw responses (with ``<think>``): the tasks'
+``process_results`` extract the answer as GLM does, so the logged samples keep the full text.
+
+Generation is ``glmv_cli.rl.rollout.HFEngine`` (batched, KV cache, one prefill per prompt), the same
+engine RL uses, with the paper's academic setting by default: a thinking budget of 8192 tokens,
+then ``</think><answer>`` is forced (GLM-4.5V style: ``</think>``) and the answer gets up to 8192
+more tokens. Decoding is greedy (temperature 0) unless configured.
+
+Failed generations are counted, never hidden: a batch that raises is retried one request at a time,
+and a request that still raises gets an empty response (it scores 0) with ``finish_reason="error"``.
+:attr:`GlmvLM.stats` counts, per task, requests and their finish reasons (``stop``, ``length``: hit
+the token cap without an answer, ``forced``, ``error``); ``glmv eval`` writes them beside the scores.
+
+Stopping is the engine's: GLM's stop tokens (``<|endoftext|>``, ``<|user|>``, ``<|observation|>``)
+and the budgets above; a task's ``until`` strings and ``max_gen_toks`` are not used, because cutting a
+thinking model's output at a task's stop string would cut its reasoning, not its answer.
+
+``loglikelihood`` requests (multiple-choice by likelihood) are refused with a GlmvError: the paper
+evaluates every benchmark generatively, and so do glmv's tasks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from lm_eval.api.model import LM
+from lm_eval.api.registry import register_model
+
+from glmv_cli.errors import GlmvError
+
+ACADEMIC_THINKING_BUDGET = 8192
+ACADEMIC_ANSWER_BUDGET = 8192
+
+
+@dataclass
+class GenRequest:
+    """One prompt: the user turn (``<image>`` placeholders) and its images, in order."""
+
+    id: str
+    text: str
+    images: list = field(default_factory=list)
+    task: str = ""
+    system: str | None = None
+
+
+@dataclass
+class Generation:
+    text: str
+    finish_reason: str            # stop | length | forced | error
+    error: str | None = None
+    num_tokens: int = 0
+
+
+@dataclass
+class GenSettings:
+    thinking_budget: int | None = ACADEMIC_THINKING_BUDGET
+    answer_budget: int = ACADEMIC_ANSWER_BUDGET
+    max_new_tokens: int | None = None   # default: thinking_budget + answer_budget
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    enable_thinking: bool = True
+
+    def validate(self) -> None:
+        if self.thinking_budget is not None and self.thinking_budget < 1:
+            raise GlmvError(f"--thinking-budget must be >= 1, got {self.thinking_budget}")
+        if self.answer_budget < 1:
+            raise GlmvError(f"--answer-budget must be >= 1, got {self.answer_budget}")
+        if self.temperature < 0:
+            raise GlmvError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise GlmvError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def total_new_tokens(self) -> int:
+        if self.max_new_tokens is not None:
+            return self.max_new_tokens
+        return (self.thinking_budget or 0) + self.answer_budget
+
+
+class Generator(Protocol):
+    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]: ...
+
+
+class ScriptedGenerator:
+    """Known outputs for tests and dry runs: ``script`` maps a substring of the prompt text to a
+    response or to a callable ``GenRequest -> str`` (first match in insertion order wins), or is
+    itself such a callable."""
+
+    def __init__(self, script: dict[str, str] | Callable[[GenRequest], str], default: str = ""):
+        self.script = script
+        self.default = default
+        self.seen: list[GenRequest] = []
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        out = []
+        for r in requests:
+            self.seen.append(r)
+            if callable(self.script):
+                text = self.script(r)
+            else:
+                text = next((v for k, v in self.script.items() if k in r.text), self.default)
+                if callable(text):
+                    text = text(r)
+            out.append(Generation(text=text, finish_reason="stop"))
+        return out
+
+
+class HFGenerator:
+    """Generation with the rollout engine over a loaded glmv / transformers GLM-4V model."""
+
+    def __init__(self, model, processor, settings: GenSettings, *, batch_size: int = 8, style: str | None = None,
+                 model_tag: str = "eval"):
+        from glmv_cli.data.chat import style_for_model_type
+        from glmv_cli.rl.rollout import HFEngine
+
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.image_processor = processor.image_processor
+        self.settings = settings
+        self.style = style or style_for_model_type(model.config.model_type)
+        self.engine = HFEngine(model, self.tokenizer, batch_size=batch_size, model_tag=model_tag)
+
+    def _prompt(self, req: GenRequest):
+        from glmv_cli.data.chat import encode_chat
+        from glmv_cli.rl.rollout import Prompt
+
+        messages = ([{"role": "system", "content": req.system}] if req.system else []) + \
+            [{"role": "user", "content": req.text}]
+        pixel_values = grid = None
+        counts: list[int] = []
+        if req.images:
+            enc = self.image_processor(images=list(req.images), return_tensors="pt")
+            pixel_values, grid = enc["pixel_values"], enc["image_grid_thw"]
+            merge = int(getattr(self.image_processor, "merge_size", 2))
+            counts = [int(g.prod().item()) // (merge * merge) for g in grid]
+        ids = encode_chat(self.tokenizer, messages, image_token_counts=counts, style=self.style,
+                          add_generation_prompt=True, enable_thinking=self.settings.enable_thinking)["input_ids"]
+        return Prompt(id=req.id, input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
+
+    def _params(self):
+        from glmv_cli.rl.rollout import SamplingParams
+
+        s = self.settings
+        return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.total_new_tokens,
+                              thinking_budget=s.thinking_budget, answer_budget=s.answer_budget, style=self.style)
+
+    def _run(self, prompts: list) -> list[Generation]:
+        outs = self.engine.generate(prompts, self._params(), n=1, seed=self.settings.seed)
+        res = []
+        for group in outs:
+            r = group[0]
+            finish = r.finish_reason
+            res.append(Generation(text=r.text, finish_reason=finish, num_tokens=r.num_tokens))
+        return res
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(requests)
+        prompts, where = [], []
+        for i, req in enumerate(requests):
+            try:
+                prompts.append(self._prompt(req))
+                where.append(i)
+            except Exception as e:  # a bad image or placeholder count fails this request only
+                results[i] = Generation("", "error", f"{type(e).__name__}: {e}"[:300])
+        try:
+            for i, g in zip(where, self._run(prompts)):
+                results[i] = g
+        except Exception:  # isolate the failing request(s): rerun one at a time
+            for i, p in zip(where, prompts):
+                try:
+                    results[i] = self._run([p])[0]
+                except Exception as e:  # noqa: BLE001 - counted as a failed generation
+                    results[i] = Generation("", "error", f"{type(e).__name__}: {e}"[:300])
+        return [r if r is not None else Generation("", "error", "no result") for r in results]
+
+
+def _count_placeholders(text: str, n_images: int) -> str:
+    """Makes the placeholder count match the images: prepend missing ones (lm-eval tasks that do
+    not place their images put them first), refuse surplus placeholders."""
+    have = text.count("<image>")
+    if have == n_images:
+        return text
+    if have == 0:
+        return "<image>" * n_images + "\n" + text
+    raise GlmvError(f"the prompt has {have} <image> placeholder(s) but the task gave {n_images} image(s)")
+
+
+@register_model("glmv")
+class GlmvLM(LM):
+    """lm-eval model ``glmv``: ``--model glmv --model_args pretrained=DIR,thinking_budget=8192``,
+    or construct with ``generator=`` (any :class:`Generator`) from Python."""
+
+    MULTIMODAL = True
+
+    def __init__(self, pretrained: str | None = None, generator: Generator | None = None, batch_size: int = 8,
+                 thinking_budget: int | None = ACADEMIC_THINKING_BUDGET, answer_budget: int = ACADEMIC_ANSWER_BUDGET,
+                 max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
+                 style: str | None = None, device: str | None = None, dtype: str | None = None, seed: int = 0,
+                 enable_thinking: bool = True, system: str | None = None, max_batch_size: int | None = None,
+                 **unknown: Any):
+        super().__init__()
+        if unknown:
+            raise GlmvError(f"the glmv model adapter got unknown model_args: {', '.join(sorted(unknown))}; valid: "
+                            "pretrained, batch_size, thinking_budget, answer_budget, max_new_tokens, temperature, "
+                            "top_p, style, device, dtype, seed, enable_thinking, system")
+        self.settings = GenSettings(thinking_budget=None if thinking_budget in (None, 0, "none") else int(thinking_budget),
+                                    answer_budget=int(answer_budget),
+                                    max_new_tokens=None if max_new_tokens is None else int(max_new_tokens),
+                                    temperature=float(temperature), top_p=float(top_p), seed=int(seed),
+                                    enable_thinking=bool(enable_thinking))
+        self.settings.validate()
+        self.system = system
+        self.batch_size = int(batch_size)
+        if generator is None:
+            if pretrained is None:
+                raise GlmvError("the glmv model adapter needs pretrained=DIR (a model directory or preset)")
+            generator = load_generator(pretrained, self.settings, batch_size=self.batch_size, device=device,
+                                       dtype=dtype, style=style)
+        self.generator = generator
+        self.model_name = str(pretrained) if pretrained is not None else type(generator).__name__
+        self.stats: dict[str, Counter] = defaultdict(Counter)
+        self.records: list[dict[str, Any]] = []
+
+    # lm-eval's evaluator reads these for its config block
+    def get_model_info(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "thinking_budget": self.settings.thinking_budget,
+                "answer_budget": self.settings.answer_budget, "temperature": self.settings.temperature,
+                "top_p": self.settings.top_p}
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise GlmvError("the glmv model adapter only runs generative tasks (output_type: generate_until); "
+                        "the paper scores every benchmark from generated answers")
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        raise GlmvError("the glmv model adapter does not compute perplexities (loglikelihood_rolling); "
+                        "use generative tasks")
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        reqs = []
+        for k, inst in enumerate(requests):
+            args = inst.args
+            context = args[0]
+            visual = list(args[2].get("visual") or []) if len(args) > 2 and isinstance(args[2], dict) else []
+            task = getattr(inst, "task_name", "") or ""
+            rid = f"{task}:{getattr(inst, 'doc_id', k)}"
+            try:
+                text = _count_placeholders(context, len(visual))
+            except GlmvError as e:
+                reqs.append((inst, None, str(e)))
+                continue
+            reqs.append((inst, GenRequest(id=rid, text=text, images=visual, task=task, system=self.system), None))
+        todo = [r for _, r, _ in reqs if r is not None]
+        outs: list[Generation] = []
+        for i in range(0, len(todo), max(1, self.batch_size)):
+            outs.extend(self.generator.generate(todo[i:i + self.batch_size]))
+        it = iter(outs)
+        texts = []
+        for inst, req, err in reqs:
+            g = Generation("", "error", err) if req is None else next(it)
+            task = getattr(inst, "task_name", "") or ""
+            self.stats[task]["requests"] += 1
+            self.stats[task][g.finish_reason] += 1
+            self.records.append({"task": task, "doc_id": getattr(inst, "doc_id", None),
+                                 "finish_reason": g.finish_reason, "error": g.error, "num_tokens": g.num_tokens})
+            texts.append(g.text)
+        return texts
+
+
+def load_generator(pretrained: str, settings: GenSettings, *, batch_size: int = 8, device: str | None = None,
+                   dtype: str | None = None, style: str | None = None) -> HFGenerator:
+    """Loads a glmv artifact, a Hugging Face GLM-4V directory or a preset into an HFGenerator."""
+    import torch
+
+    from glmv_cli.modeling import load
+
+    if device in (None, "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype in (None, "auto"):
+        dtype = "bf16" if str(device).startswith("cuda") else "fp32"
+    model, processor = load(pretrained, dtype=dtype, device=device)
+    if processor is None:
+        raise GlmvError(f"{pretrained}: no tokenizer/processor found; a preset other than 'tiny' needs a checkpoint directory")
+    return HFGenerator(model, processor, settings, batch_size=batch_size, style=style)

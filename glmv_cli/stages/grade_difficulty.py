@@ -1,0 +1,457 @@
+"""``glmv grade-difficulty``: offline pass@k difficulty of RL samples under one or more models.
+
+Parse → load records (+ human labels) → for each model, k rollouts per sample through the HF
+rollout engine (``glmv_cli.rl.rollout``), rewards from the reward system (``glmv_cli.rewards``) →
+per-sample pass rates, pass@j, combined grade and tier (``glmv_cli.rl.difficulty``) → artifact:
+
+    results.jsonl    one line per sample, in input order: id, domain, data_difficulty,
+                     per-model {model, pass_rate, correct, n, pass_at}, estimate, grade (what
+                     ``glmv rlcs`` uses as the offline pass-rate prior), difficulty = 1 − grade,
+                     level 1..5, tier, human_rule
+    rollouts.jsonl   one line per (model, sample): rewards, response lengths, finish reasons
+                     (and texts with --save-responses)
+    manifest.json    options, metrics: per-domain tier histograms, mean grade, Spearman ρ between
+                     the data's own difficulty field and the graded difficulty, forced/truncated rates
+
+Resume. Work is cut into fixed chunks of ``--batch-size`` consecutive samples (by input position).
+Each finished chunk of a model is appended to ``rollouts.jsonl`` in the staging directory with
+one ``write`` + ``fsync``; a killed run leaves the staging directory, and re-running the same
+command skips every chunk already on disk (a torn last chunk is dropped and redone whole). Since
+chunk composition is fixed and every rollout has its own seed (``rollout_seed``), a resumed run
+writes the same results as an uninterrupted one. The options that decide the rollouts are stored
+in ``progress.json``; re-running with different ones is an error that names the option.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from glmv_cli.artifacts import ArtifactWriter, Manifest, read_manifest, sha256_file, staging_path, write_json
+from glmv_cli.cli import RecipeOpt, user_errors
+from glmv_cli.errors import GlmvError
+
+STAGE = "grade-difficulty"
+PROGRESS = "progress.json"
+ROLLOUTS = "rollouts.jsonl"
+RESULTS = "results.jsonl"
+# Options that decide the rollouts; a resumed run must match them.
+_ROLLOUT_KEYS = ("engine", "models", "k", "temperature", "top_p", "max_new_tokens", "thinking_budget", "answer_budget",
+                 "style", "batch_size", "limit", "seed")
+
+
+@dataclass
+class GradeDifficultyOptions:
+    data: Path
+    models: list[str]
+    out: Path
+    k: int = 8
+    human_labels: Optional[Path] = None
+    human_weight: float = 8.0
+    threshold: float = 0.5
+    pass_at: list[int] = field(default_factory=lambda: [1])
+    model_weights: Optional[list[float]] = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 1024
+    thinking_budget: Optional[int] = None
+    answer_budget: int = 64
+    style: str = "auto"
+    engine: str = "hf"
+    batch_size: int = 8
+    limit: Optional[int] = None
+    seed: int = 0
+    device: str = "auto"
+    reward_config: Optional[Path] = None
+    on_bad: str = "fail"
+    save_responses: bool = False
+    overwrite: bool = False
+
+    def validate(self) -> None:
+        if not self.models:
+            raise GlmvError("give at least one --model")
+        if len(set(self.models)) != len(self.models):
+            raise GlmvError("--model lists the same model twice")
+        if self.k < 1:
+            raise GlmvError(f"--k must be >= 1, got {self.k}")
+        bad = [j for j in self.pass_at if not 1 <= j <= self.k]
+        if bad:
+            raise GlmvError(f"--pass-at values must be in 1..--k ({self.k}), got {bad[0]}")
+        if self.model_weights is not None and len(self.model_weights) != len(self.models):
+            raise GlmvError(f"--model-weight must be given once per --model ({len(self.models)}), got {len(self.model_weights)}")
+        if self.model_weights is not None and (any(w < 0 for w in self.model_weights) or sum(self.model_weights) <= 0):
+            raise GlmvError("--model-weight values must be >= 0 with a positive sum")
+        if not 0 < self.threshold <= 1:
+            raise GlmvError(f"--threshold must be in (0, 1], got {self.threshold}")
+        if self.human_weight < 0:
+            raise GlmvError(f"--human-weight must be >= 0, got {self.human_weight}")
+        if self.temperature < 0:
+            raise GlmvError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise GlmvError(f"--top-p must be in (0, 1], got {self.top_p}")
+        for name in ("max_new_tokens", "answer_budget", "batch_size"):
+            if getattr(self, name) < 1:
+                raise GlmvError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.thinking_budget is not None and self.thinking_budget < 1:
+            raise GlmvError(f"--thinking-budget must be >= 1, got {self.thinking_budget}")
+        if self.limit is not None and self.limit < 1:
+            raise GlmvError(f"--limit must be >= 1, got {self.limit}")
+        if self.style not in ("auto", "glm41v", "glm45v"):
+            raise GlmvError(f"--style must be auto, glm41v or glm45v, got '{self.style}'")
+        if self.engine not in ("hf", "vllm"):
+            raise GlmvError(f"--engine must be hf or vllm, got '{self.engine}'")
+        if self.engine == "vllm":
+            from glmv_cli.rl.rollout import vllm_available
+
+            if not vllm_available():
+                raise GlmvError("--engine vllm needs the 'vllm' package and a GPU (pip install vllm); use --engine hf")
+        if self.on_bad not in ("fail", "skip"):
+            raise GlmvError(f"--on-bad must be fail or skip, got '{self.on_bad}'")
+        if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
+            raise GlmvError(f"--device must be auto, cpu or cuda[:N], got '{self.device}'")
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _data_file(data: Path) -> tuple[Path, Manifest | None]:
+    if data.is_dir():
+        m = read_manifest(data, what="--data")
+        f = data / "rl.jsonl"
+        if not f.is_file():
+            raise GlmvError(f"--data '{data}' has no rl.jsonl (expected a glmv synth artifact or an RL JSONL file)")
+        return f, m
+    if not data.is_file():
+        raise GlmvError(f"--data '{data}' does not exist")
+    return data, None
+
+
+def load_records(path: Path, *, on_bad: str = "fail", limit: int | None = None) -> tuple[list[dict], dict[str, int]]:
+    """RL records as dicts {record, raw}; bad ones raise (fail) or are counted by reason (skip)."""
+    from glmv_cli.data.schema import RecordError, parse_record
+
+    recs: list[dict] = []
+    bad: dict[str, int] = {}
+    seen: set[str] = set()
+    with open(path, encoding="utf-8") as f:
+        for ln, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = parse_record(line, path=str(path), line=ln, mode="pretrain")
+                raw = json.loads(line)
+                if rec.kind != "chat":
+                    raise RecordError(path, ln, "messages", "missing (an RL record needs 'messages')", "bad_field")
+                if not any(m["role"] == "user" for m in rec.messages):
+                    raise RecordError(path, ln, "messages", "no user turn to prompt with", "bad_field")
+                for fld in ("answer", "domain"):
+                    if not isinstance(raw.get(fld), str) or not raw[fld]:
+                        raise RecordError(path, ln, fld, "expected a non-empty string (RL records are verified "
+                                          "against their reference answer)", "bad_field")
+                if rec.id in seen:
+                    raise RecordError(path, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
+            except RecordError as e:
+                if on_bad == "fail":
+                    raise
+                bad[e.reason] = bad.get(e.reason, 0) + 1
+                continue
+            seen.add(rec.id)
+            recs.append({"record": rec, "raw": raw})
+            if limit is not None and len(recs) >= limit:
+                break
+    if not recs:
+        raise GlmvError(f"--data '{path}' has no usable RL records")
+    return recs, bad
+
+
+# ----------------------------------------------------------------------------- progress file
+
+
+def read_progress(path: Path, chunk_sizes: dict[int, int]) -> dict[tuple[int, str], dict]:
+    """Committed (model, id) lines of ``rollouts.jsonl``; drops a torn tail and incomplete chunks
+    (rewriting the file) so that a chunk is either fully on disk or redone."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    cut = data.rfind(b"\n") + 1
+    lines = []
+    for raw in data[:cut].splitlines():
+        try:
+            lines.append(json.loads(raw))
+        except json.JSONDecodeError:
+            break  # a torn write: everything after it is suspect
+    groups: dict[tuple[int, int], list[dict]] = {}
+    for d in lines:
+        groups.setdefault((d["model"], d["chunk"]), []).append(d)
+    keep = [d for (mi, ch), ds in groups.items() if len(ds) == chunk_sizes.get(ch, -1) for d in ds]
+    if len(keep) != len(lines) or cut != len(data):
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(d) + "\n" for d in keep)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    return {(d["model"], d["id"]): d for d in keep}
+
+
+def append_lines(path: Path, lines: list[dict]) -> None:
+    """One write + fsync: a chunk lands whole or (on a crash mid-write) torn and redone."""
+    blob = "".join(json.dumps(d) + "\n" for d in lines).encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, blob)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def _device(opt: str) -> str:
+    import torch
+
+    if opt == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if opt.startswith("cuda") and not torch.cuda.is_available():
+        raise GlmvError(f"--device {opt}: no CUDA device is available")
+    return opt
+
+
+def _style_for(model, opt: str) -> str:
+    if opt != "auto":
+        return opt
+    from glmv_cli.data.chat import style_for_model_type
+
+    return style_for_model_type(getattr(model.config, "model_type", "glm4v"))
+
+
+def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str):
+    """(engine, tokenizer, records -> prompts, style) for one --model."""
+    from glmv_cli.data.chat import render_prompt, style_for_model_type
+    from glmv_cli.rl.rollout import HFEngine, TextPrompt, VLLMEngine, prompt_from_record, prompt_messages
+
+    if opts.engine == "vllm":
+        from PIL import Image
+
+        from glmv_cli.modeling import load_processor
+
+        if not (Path(spec) / "config.json").is_file():
+            raise GlmvError(f"--engine vllm needs each --model to be a model directory, got '{spec}'")
+        processor = load_processor(spec)
+        tok = processor.tokenizer
+        mt = json.loads((Path(spec) / "config.json").read_text(encoding="utf-8")).get("model_type", "glm4v")
+        style = opts.style if opts.style != "auto" else style_for_model_type(mt)
+        engine = VLLMEngine(spec, tokenizer=tok, model_tag=spec)
+
+        def make_vllm(records):
+            out = []
+            for rec in records:
+                images = []
+                for p in rec.images:
+                    with Image.open(p) as im:
+                        images.append(im.convert("RGB"))
+                text = render_prompt(prompt_messages(rec.messages), style=style, add_generation_prompt=True)
+                out.append(TextPrompt(rec.id, text, images))
+            return out
+
+        return engine, tok, make_vllm, style
+
+    from glmv_cli.modeling import load as load_model
+
+    model, processor = load_model(spec)
+    model.to(dev).eval()
+    style = _style_for(model, opts.style)
+    tok = processor.tokenizer
+    engine = HFEngine(model, tok, batch_size=opts.batch_size * opts.k, model_tag=spec)
+    return engine, tok, lambda records: [prompt_from_record(r, tok, processor.image_processor, style=style)
+                                         for r in records], style
+
+
+def _rollout_fingerprint(opts: GradeDifficultyOptions, data_sha: str) -> dict[str, Any]:
+    d = {k: getattr(opts, k) for k in _ROLLOUT_KEYS}
+    d["data_sha256"] = data_sha
+    d["reward_config_sha256"] = sha256_file(opts.reward_config) if opts.reward_config else None
+    return json.loads(json.dumps(d))
+
+
+def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
+    """Runs (or resumes) the grading and writes the artifact."""
+    opts.validate()
+    data_file, data_manifest = _data_file(Path(opts.data))
+    from glmv_cli.rewards.scoring import load_config
+    from glmv_cli.rl.difficulty import grade_sample, read_human_labels, spearman, tier_histograms
+
+    reward_cfg = load_config(opts.reward_config)
+    recs, bad = load_records(data_file, on_bad=opts.on_bad, limit=opts.limit)
+    labels = read_human_labels(opts.human_labels) if opts.human_labels else {}
+    data_sha = hashlib.sha256(data_file.read_bytes()).hexdigest()
+    fingerprint = _rollout_fingerprint(opts, data_sha)
+
+    inputs = [data_manifest] if data_manifest else []
+    for spec in opts.models:  # model artifacts (e.g. from glmv sft) join the lineage
+        if (Path(spec) / "manifest.json").is_file():
+            inputs.append(read_manifest(spec, what="--model"))
+    out = Path(opts.out)
+    stage_dir = staging_path(out)
+    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    art = ArtifactWriter(out, STAGE, options=options, inputs=inputs,
+                         overwrite=opts.overwrite, resume=True, keep_on_error=True)
+    art.open()
+    prog = stage_dir / PROGRESS
+    if prog.exists():
+        old = json.loads(prog.read_text(encoding="utf-8"))
+        for key, val in fingerprint.items():
+            if old.get(key) != val:
+                flag = {"models": "--model", "data_sha256": "--data content (sha256)",
+                        "reward_config_sha256": "--reward-config content (sha256)"}.get(key, "--" + key.replace("_", "-"))
+                raise GlmvError(
+                    f"'{stage_dir}' holds an interrupted run with a different {flag} "
+                    f"({old.get(key)!r}, now {val!r}); re-run with the same options or delete that directory"
+                )
+    else:
+        write_json(prog, fingerprint)
+
+    bs = opts.batch_size
+    chunks = [recs[i:i + bs] for i in range(0, len(recs), bs)]
+    done = read_progress(stage_dir / ROLLOUTS, {j: len(c) for j, c in enumerate(chunks)})
+    reused = len(done)
+    gen_tokens = 0
+    gen_time = 0.0
+    dev = _device(opts.device)
+    for mi, spec in enumerate(opts.models):
+        todo = [j for j, c in enumerate(chunks) if any((mi, r["record"].id) not in done for r in c)]
+        if not todo:
+            continue
+        import torch
+
+        from glmv_cli.rewards.scoring import score
+        from glmv_cli.rl.rollout import SamplingParams, prompt_text
+
+        engine, tok, make_prompts, style = _engine_for(spec, opts, dev)
+        cfg = reward_cfg.with_style(style)
+        sp = SamplingParams(temperature=opts.temperature, top_p=opts.top_p, max_new_tokens=opts.max_new_tokens,
+                            thinking_budget=opts.thinking_budget, answer_budget=opts.answer_budget, style=style)
+        for j in todo:
+            chunk = chunks[j]
+            prompts = make_prompts([r["record"] for r in chunk])
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                outs = engine.generate(prompts, sp, n=opts.k, seed=opts.seed)
+            gen_time += time.perf_counter() - t0
+            lines = []
+            for r, rolls in zip(chunk, outs):
+                raw = r["raw"]
+                ptext = prompt_text(r["record"].messages)
+                extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
+                rewards = [score(ptext, ro.text, raw["answer"], raw["domain"], extra, config=cfg) for ro in rolls]
+                gen_tokens += sum(ro.num_tokens for ro in rolls)
+                line = {"model": mi, "model_name": spec, "chunk": j, "id": r["record"].id, "rewards": rewards,
+                        "lengths": [ro.num_tokens for ro in rolls], "finish": [ro.finish_reason for ro in rolls]}
+                if opts.save_responses:
+                    line["responses"] = [ro.text for ro in rolls]
+                lines.append(line)
+            append_lines(stage_dir / ROLLOUTS, lines)
+            done.update({(mi, d["id"]): d for d in lines})
+        del engine
+
+    # assemble, in input order
+    results = []
+    finish_counts: dict[str, int] = {}
+    for r in recs:
+        rid, raw = r["record"].id, r["raw"]
+        per = [done[(mi, rid)] for mi in range(len(opts.models))]
+        for d in per:
+            for f in d["finish"]:
+                finish_counts[f] = finish_counts.get(f, 0) + 1
+        g = grade_sample([d["rewards"] for d in per], threshold=opts.threshold,
+                         pass_ks=sorted(set(opts.pass_at)), weights=opts.model_weights, label=labels.get(rid),
+                         human_weight=opts.human_weight)
+        for name, m in zip(opts.models, g["models"]):
+            m["model"] = name
+        results.append({"id": rid, "domain": raw["domain"], "data_difficulty": raw.get("difficulty"), **g,
+                        "human_label": labels.get(rid)})
+    with open(stage_dir / RESULTS, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(x) + "\n" for x in results)
+
+    domains = sorted({x["domain"] for x in results})
+    rho = {}
+    for d in domains:
+        rows = [x for x in results if x["domain"] == d and isinstance(x["data_difficulty"], (int, float))]
+        rho[d] = spearman([x["data_difficulty"] for x in rows], [x["difficulty"] for x in rows]) if rows else None
+    total_rollouts = sum(finish_counts.values())
+    art.metrics.update({
+        "samples": len(results),
+        "rollouts": total_rollouts,
+        "bad_records": bad,
+        "tier_histograms": tier_histograms(results),
+        "mean_grade": {d: sum(x["grade"] for x in results if x["domain"] == d) /
+                       sum(1 for x in results if x["domain"] == d) for d in domains},
+        "model_pass_rate": {name: sum(x["models"][mi]["pass_rate"] for x in results) / len(results)
+                            for mi, name in enumerate(opts.models)},
+        "spearman_data_difficulty": rho,
+        "finish_rates": {k: v / total_rollouts for k, v in sorted(finish_counts.items())},
+        "human_labels": {"given": len(labels), "matched": sum(1 for x in results if x["human_label"])},
+        "resumed_pairs": reused,
+        "generated_tokens_this_run": gen_tokens,
+        "generation_tokens_per_s": gen_tokens / gen_time if gen_time > 0 else None,
+        "device": dev,
+    })
+    os.remove(prog)
+    return art.commit()
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("grade-difficulty")
+    @user_errors
+    def grade_difficulty_cmd(
+        data: Annotated[Path, typer.Option("--data", help="RL records: a JSONL file or a glmv synth artifact (its rl.jsonl).")],
+        model: Annotated[list[str], typer.Option("--model", help="A model to grade with (HF directory or preset); repeat for several.")],
+        out: Annotated[Path, typer.Option("--out", help="Output artifact directory.")],
+        k: Annotated[int, typer.Option("--k", help="Rollouts per sample per model.")] = 8,
+        human_labels: Annotated[Optional[Path], typer.Option("--human-labels", help="JSONL of {id, difficulty 1..5 (shifts the grade) and/or tier (overrides it)}.")] = None,
+        human_weight: Annotated[float, typer.Option("--human-weight", help="A 'difficulty' label counts as this many rollouts.")] = 8.0,
+        threshold: Annotated[float, typer.Option("--threshold", help="Reward at or above which a rollout counts as correct for pass@j.")] = 0.5,
+        pass_at: Annotated[Optional[list[int]], typer.Option("--pass-at", help="j values of the pass@j estimator (repeatable; <= --k).")] = None,
+        model_weight: Annotated[Optional[list[float]], typer.Option("--model-weight", help="Weight of each --model in the combined grade (default equal).")] = None,
+        temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
+        top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
+        max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 1024,
+        thinking_budget: Annotated[Optional[int], typer.Option("--thinking-budget", help="Force </think> (+<answer>) after this many thinking tokens.")] = None,
+        answer_budget: Annotated[int, typer.Option("--answer-budget", help="Tokens allowed after a forced answer.")] = 64,
+        style: Annotated[str, typer.Option("--style", help="auto (from the model), glm41v or glm45v.")] = "auto",
+        engine: Annotated[str, typer.Option("--engine", help="Rollout engine: hf (transformers, CPU/GPU) or vllm (GPU, if installed).")] = "hf",
+        batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per generation batch (x k rows); also the resume unit.")] = 8,
+        limit: Annotated[Optional[int], typer.Option("--limit", help="Grade only the first N records.")] = None,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
+        reward_config: Annotated[Optional[Path], typer.Option("--reward-config", help="rewards.yaml (domain verifiers, gates).")] = None,
+        on_bad: Annotated[str, typer.Option("--on-bad", help="fail or skip bad records (skips are counted).")] = "fail",
+        save_responses: Annotated[bool, typer.Option("--save-responses", help="Keep response texts in rollouts.jsonl.")] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out artifact.")] = False,
+        recipe: RecipeOpt = None,
+    ) -> None:
+        """Grade RL samples by pass@k under one or more models: k rollouts each, rewards from the
+        reward system, a combined grade (mean pass rate) and curriculum tier per sample.
+
+        Writes results.jsonl (per sample), rollouts.jsonl (per model and sample) and a manifest
+        with per-domain tier histograms. Interrupted? Run the same command again: finished
+        chunks are kept and only the rest is graded, with identical results.
+        """
+        m = grade_difficulty(GradeDifficultyOptions(
+            data=data, models=list(model), out=out, k=k, human_labels=human_labels, human_weight=human_weight,
+            threshold=threshold, pass_at=list(pass_at) if pass_at else [1], model_weights=list(model_weight) if model_weight else None,
+            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, thinking_budget=thinking_budget,
+            answer_budget=answer_budget, style=style, engine=engine, batch_size=batch_size, limit=limit, seed=seed, device=device,
+            reward_config=reward_config, on_bad=on_bad, save_responses=save_responses, overwrite=overwrite))
+        met = m.metrics
+        typer.echo(f"graded {met['samples']} samples x {len(model)} model(s) x {k} rollouts -> {m.path}")
+        for d, h in met["tier_histograms"].items():
+            typer.echo(f"  {d:<12} " + "  ".join(f"{t}={c}" for t, c in h.items()))
