@@ -79,7 +79,7 @@ def test_option_parsing_errors():
         parse_levels("4-2")
     with pytest.raises(GlmvError, match=r"--image-size sides must be in 64..1024 pixels, got 32x32"):
         parse_size("32")
-    with pytest.raises(GlmvError, match="--domains: unknown domain 'maps'; choose from stem, counting, ocr, chart, grounding, gui"):
+    with pytest.raises(GlmvError, match="--domains: unknown domain 'maps'; choose from stem, counting, ocr, chart, grounding, gui \(opt-in: video\)"):
         SynthOptions(out=Path("x"), domains="stem,maps").validate()
     with pytest.raises(GlmvError, match="--n-train must be >= 0, got -1"):
         SynthOptions(out=Path("x"), n_train=-1).validate()

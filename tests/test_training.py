@@ -127,6 +127,23 @@ def test_overfits_a_handful_of_packs(tmp_path, capsys):
     assert [p.name for p in complete_checkpoints(tmp_path)] == ["step-00000025"]
 
 
+def test_chunked_loss_trains_like_the_full_logits_loss(tmp_path):
+    """--chunked-loss (default) and --no-chunked-loss give the same loss trajectory (fp32, 1e-5 rel)."""
+    from glmv_cli.training.loop import fit
+    from glmv_cli.training.synthetic import synthetic_packs
+
+    packs = synthetic_packs(4, 64, image_every=2)
+    runs = {}
+    for chunked in (True, False):
+        out = tmp_path / str(chunked)
+        fit(_engine(4, chunked_loss=chunked), packs, out)
+        runs[chunked] = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(runs[True]) == 4
+    for a, b in zip(runs[True], runs[False]):
+        assert a == pytest.approx(b, rel=1e-5)
+    assert runs[True][-1] < runs[True][0]
+
+
 CRASH = textwrap.dedent("""
     import os, signal, sys, torch
     torch.set_num_threads(1)

@@ -355,7 +355,9 @@ class _Ids:
     def __init__(self, tokenizer):
         conv = tokenizer.convert_tokens_to_ids
         self.image, self.boi, self.eoi, self.eos = conv(IMG), conv(BOI), conv(EOI), conv(EOS)
-        self.video = conv(VID)
+        video = conv(VID)
+        # a tokenizer without <|video|> maps it to unk: match nothing rather than every unk
+        self.video = -1 if video is None or video == tokenizer.unk_token_id else video
         self.stamps: dict[int, list[int]] = {}  # timestamp -> its ids (digits tokenised alone)
         for name, v in (("<|image|>", self.image), ("<|begin_of_image|>", self.boi), ("<|endoftext|>", self.eos)):
             if v is None or v == tokenizer.unk_token_id:

@@ -14,11 +14,22 @@ Labels: ``sft`` trains the assistant turns (chat.py decides which); ``pretrain``
 token of a chat record too, and the text of ``{"text": ...}`` records. In both, image tokens and
 the sample's first token are -100: the first token would otherwise be "predicted" by the last
 token of the previous sample in the pack, a target the sample never has when run alone.
+
+Videos (:mod:`glmv_cli.data.video`): the container header gives frame count, rate and size
+(~10 ms a file on the loaded dev box, no decoding); the sampling plan gives the frame count T
+and the timestamps, the video resize rule (T in the pixel budget) the grid (T/2, h, w), so the
+prompt -- frame pairs of h·w/4 ``<|image|>`` tokens each followed by its integer second -- is
+exact before any pixel is decoded. Every token from ``<|begin_of_video|>`` to ``<|end_of_video|>`` is -100. Positions: a
+video is t frame-pair images of grid (1, h, w) (what ``get_rope_index`` does), so the image
+code computes them; media (images and videos) keep placeholder order in ``grids`` and in the
+pack. Handled-but-counted cases (a clip over the duration cap spread over its length, one
+frame paired with itself, ``max_frames`` applied) are listed in ``Encoded.notes``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -27,6 +38,9 @@ from glmv_cli.data.images import (AspectRatioError, ImageSettings, fast_size, gr
                                   tokens_for_grid)
 from glmv_cli.data.positions import sample_positions
 from glmv_cli.data.schema import Record, RecordError, parse_record
+from glmv_cli.data.video import VideoError, VideoSettings, plan_sampling, probe
+
+VIDEO_REASONS = {"missing": "missing_video", "too_long": "video_too_long"}  # other VideoError kinds: bad_video
 
 IGNORE = -100
 HEADER_BYTES = 4096  # PNG/GIF/BMP sizes sit in the first 26 bytes; JPEG's frame header usually within 4 kB
@@ -42,6 +56,9 @@ class Encoded:
     image_paths: list[str]
     grids: list[tuple[int, int, int]]
     source: tuple[int, int]  # (input index, line)
+    kinds: list[int] = field(default_factory=list)   # per media entry: 0 image, 1 video (empty: all images)
+    videos: list[Any] = field(default_factory=list)  # per video: (VideoMeta, SamplePlan)
+    notes: list[str] = field(default_factory=list)   # counted video handling: over_cap, single_frame, capped
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -60,12 +77,18 @@ def image_size(path: str) -> tuple[int, int]:
 class Encoder:
     """Turns records into :class:`Encoded` samples for one tokenizer and image processor."""
 
-    def __init__(self, tokenizer: Any, image_processor: Any, *, mode: str, style: str, train_on: str = "last"):
+    def __init__(self, tokenizer: Any, image_processor: Any, *, mode: str, style: str, train_on: str = "last",
+                 video: VideoSettings | None = None):
+        from glmv_cli.modeling.video_processor import GlmvVideoProcessor
+
         self.tokenizer = tokenizer
         self.settings = ImageSettings.from_processor(image_processor)
+        self.video = video or VideoSettings()
+        self.video_processor = GlmvVideoProcessor.from_image_processor(image_processor)
         self.mode, self.style, self.train_on = mode, style, train_on
         conv = tokenizer.convert_tokens_to_ids
         self.image_token_id = int(conv("<|image|>"))
+        self.video_start_id, self.video_end_id = int(conv("<|begin_of_video|>")), int(conv("<|end_of_video|>"))
         self._no_label_pretrain = np.array([conv(t) for t in ("[gMASK]", "<sop>", "<|begin_of_image|>",
                                                               "<|image|>", "<|end_of_image|>")], dtype=np.int64)
 
@@ -85,17 +108,36 @@ class Encoder:
                 raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "aspect_ratio") from None
         return out
 
+    def video_plans(self, rec: Record) -> list[tuple[Any, Any, tuple[int, int, int]]]:
+        """(meta, plan, grid) per video, from headers only."""
+        out = []
+        for k, path in enumerate(rec.videos):
+            try:
+                meta = probe(path, self.video)
+                plan = plan_sampling(meta, self.video)
+                grid = self.video_processor.grid(plan.num_frames, meta.height, meta.width)
+            except VideoError as e:
+                raise RecordError(rec.path, rec.line, f"videos[{k}]", str(e),
+                                  VIDEO_REASONS.get(e.kind, "bad_video")) from None
+            except ValueError as e:  # the resize rule: aspect ratio over 200
+                raise RecordError(rec.path, rec.line, f"videos[{k}]", f"'{path}': {e}", "aspect_ratio") from None
+            out.append((meta, plan, grid))
+        return out
+
     def encode(self, rec: Record, input_index: int = 0) -> Encoded:
         from glmv_cli.data.chat import ChatFormatError, encode_chat, encode_pretrain_text
 
         grids = self.grids(rec)
         counts = [tokens_for_grid(g, self.settings) for g in grids]
+        vids = self.video_plans(rec) if rec.videos else []
+        layouts = [(self.video_processor.tokens_per_pair(g), plan.pair_timestamps) for _, plan, g in vids]
         try:
             if rec.kind == "text":
-                enc = encode_pretrain_text(self.tokenizer, rec.text, image_token_counts=counts)
+                enc = encode_pretrain_text(self.tokenizer, rec.text, image_token_counts=counts,
+                                           video_layouts=layouts)
             else:
                 enc = encode_chat(self.tokenizer, rec.messages, image_token_counts=counts, style=self.style,
-                                  train_on=self.train_on)
+                                  train_on=self.train_on, video_layouts=layouts)
         except ChatFormatError as e:  # schema.py checks the same rules first; this is a backstop
             raise RecordError(rec.path, rec.line, "messages" if rec.kind == "chat" else "text", str(e),
                               "bad_field") from None
@@ -107,8 +149,44 @@ class Encoder:
         types = ids == self.image_token_id
         labels[types] = IGNORE
         labels[0] = IGNORE
-        pos = sample_positions(types.view(np.int8), grids, self.settings.merge_size, dtype=np.int32)
-        return Encoded(ids, labels, pos, list(rec.images), grids, (input_index, rec.line))
+        if not vids:
+            pos = sample_positions(types.view(np.int8), grids, self.settings.merge_size, dtype=np.int32)
+            return Encoded(ids, labels, pos, list(rec.images), grids, (input_index, rec.line))
+        # the whole video block is input (timestamps too), in every mode
+        opened = np.cumsum(ids == self.video_start_id) - np.cumsum(ids == self.video_end_id)
+        labels[(opened > 0) | (ids == self.video_end_id)] = IGNORE
+        media_grids, rope_grids, paths, kinds = [], [], [], []
+        it_img, it_vid = iter(zip(rec.images, grids)), iter(zip(rec.videos, vids))
+        for kind in rec.media:
+            if kind == "image":
+                path, g = next(it_img)
+                rope_grids.append(g)
+            else:
+                path, (_, _, g) = next(it_vid)
+                rope_grids.extend([(1, g[1], g[2])] * g[0])
+            media_grids.append(tuple(g))
+            paths.append(path)
+            kinds.append(0 if kind == "image" else 1)
+        pos = sample_positions(types.view(np.int8), rope_grids, self.settings.merge_size, dtype=np.int32)
+        notes = [n for _, plan, _ in vids for n, on in (("video_over_cap", plan.over_cap),
+                                                         ("video_single_frame", plan.single_frame),
+                                                         ("video_capped", plan.capped)) if on]
+        return Encoded(ids, labels, pos, paths, media_grids, (input_index, rec.line), kinds,
+                       [(m, p) for m, p, _ in vids], notes)
+
+
+def media_bytes(e: Encoded) -> list[bytes]:
+    """The bytes a pack stores per media entry: image files as read; videos per
+    :func:`glmv_cli.data.video.stored_bytes` (a file as is, a frame folder's sampled frames)."""
+    if not e.kinds or not any(e.kinds):
+        return [Path(p).read_bytes() for p in e.image_paths]
+    from glmv_cli.data.video import stored_bytes
+
+    vids = iter(e.videos)
+    out = []
+    for path, kind in zip(e.image_paths, e.kinds):
+        out.append(stored_bytes(*next(vids)) if kind else Path(path).read_bytes())
+    return out
 
 
 def encode_lines(encoder: Encoder, items: Iterable[tuple[int, str, int, str]]) -> list[tuple]:

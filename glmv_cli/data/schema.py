@@ -15,6 +15,11 @@ Validation is strict and cheap (no image is opened here): every problem raises a
 of :data:`REASONS`, the key under which ``--on-bad skip`` counts it in the manifest. Records are
 normalised so that every ``content`` becomes a list of parts, with string placeholders split
 out; the i-th image part (in message order) is the i-th entry of ``images``.
+
+Videos: ``"videos": [path, ...]`` (a video file or a folder of frames) with ``<video>``
+placeholders / ``{"type": "video"}`` parts, the i-th video part being the i-th entry;
+``Record.media`` lists ``"image"`` / ``"video"`` in placeholder order (text order for
+pretraining text), which is the order their tokens and pixels take in a sample.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +35,11 @@ from glmv_cli.errors import GlmvError, where
 
 ROLES = ("system", "user", "assistant")
 PLACEHOLDER = "<image>"
+VIDEO_PLACEHOLDER = "<video>"
 REASONS = ("malformed_json", "bad_field", "unknown_role", "empty_assistant", "image_count",
-           "missing_image", "bad_image", "aspect_ratio", "overlong")
+           "missing_image", "bad_image", "aspect_ratio", "overlong", "video_count", "missing_video",
+           "bad_video", "video_too_long")
+_SPLIT = re.compile("(<image>|<video>)")
 
 
 class RecordError(GlmvError):
@@ -61,6 +70,8 @@ class Record:
     messages: list[dict] | None     # normalised: {"role", "content": [{"type": "text"|"image", ...}]}
     text: str | None
     images: list[str] = field(default_factory=list)  # absolute paths, in placeholder order
+    videos: list[str] = field(default_factory=list)  # absolute paths (files or frame folders)
+    media: list[str] = field(default_factory=list)   # "image"/"video" in placeholder order
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -69,15 +80,14 @@ class Record:
 
 
 def _split_placeholders(s: str) -> list[dict]:
-    if PLACEHOLDER not in s:
+    if PLACEHOLDER not in s and VIDEO_PLACEHOLDER not in s:
         return [{"type": "text", "text": s}] if s else []
     parts: list[dict] = []
-    chunks = s.split(PLACEHOLDER)
-    for k, chunk in enumerate(chunks):
-        if chunk:
+    for k, chunk in enumerate(_SPLIT.split(s)):
+        if k % 2:
+            parts.append({"type": "image" if chunk == PLACEHOLDER else "video"})
+        elif chunk:
             parts.append({"type": "text", "text": chunk})
-        if k < len(chunks) - 1:
-            parts.append({"type": "image"})
     return parts
 
 
@@ -90,11 +100,11 @@ def _content_parts(content: Any, path: str, line: int, fname: str) -> list[dict]
     parts: list[dict] = []
     for j, part in enumerate(content):
         pf = f"{fname}[{j}]"
-        if not isinstance(part, dict) or part.get("type") not in ("text", "image"):
-            raise RecordError(path, line, pf, 'expected {"type": "text", "text": ...} or {"type": "image"}',
-                              "bad_field")
-        if part["type"] == "image":
-            parts.append({"type": "image"})
+        if not isinstance(part, dict) or part.get("type") not in ("text", "image", "video"):
+            raise RecordError(path, line, pf, 'expected {"type": "text", "text": ...}, {"type": "image"} '
+                              'or {"type": "video"}', "bad_field")
+        if part["type"] in ("image", "video"):
+            parts.append({"type": part["type"]})
         else:
             text = part.get("text")
             if not isinstance(text, str):
@@ -133,6 +143,12 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     for k, p in enumerate(images):
         if not isinstance(p, str) or not p:
             raise RecordError(path, line, f"images[{k}]", "expected a non-empty path string", "bad_field")
+    videos = obj.get("videos", [])
+    if not isinstance(videos, list):
+        raise RecordError(path, line, "videos", "expected a list of video paths", "bad_field")
+    for k, p in enumerate(videos):
+        if not isinstance(p, str) or not p:
+            raise RecordError(path, line, f"videos[{k}]", "expected a non-empty path string", "bad_field")
 
     messages = None
     body = None
@@ -158,16 +174,22 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
         if mode == "sft" and not any(m["role"] == "assistant" for m in messages):
             raise RecordError(path, line, "messages", "no assistant turn (mode sft trains on assistant replies)",
                               "bad_field")
-        n_ph = sum(p["type"] == "image" for m in messages for p in m["content"])
+        media = [p["type"] for m in messages for p in m["content"] if p["type"] != "text"]
     elif mode == "pretrain" and "text" in obj:
         body = obj["text"]
         if not isinstance(body, str) or not body.strip():
             raise RecordError(path, line, "text", "expected a non-empty string", "bad_field")
-        n_ph = body.count(PLACEHOLDER)
+        media = _SPLIT.findall(body)
+        media = ["image" if t == PLACEHOLDER else "video" for t in media]
     else:
         need = "'messages'" if mode == "sft" else "'messages' or 'text'"
         raise RecordError(path, line, "messages", f"missing (mode {mode} needs {need})", "bad_field")
 
+    n_ph = media.count("image")
+    if media.count("video") != len(videos):
+        raise RecordError(path, line, "videos",
+                          f"{media.count('video')} <video> placeholder(s) but {len(videos)} video(s) listed",
+                          "video_count")
     if n_ph != len(images):
         raise RecordError(path, line, "images",
                           f"{n_ph} <image> placeholder(s) but {len(images)} image(s) listed", "image_count")
@@ -180,6 +202,13 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
             raise RecordError(path, line, f"images[{k}]", f"image file '{full}' does not exist", "missing_image")
         resolved.append(full)
 
+    vids = []
+    for k, p in enumerate(videos):
+        full = p if p.startswith("/") else os.path.normpath(os.path.join(base, p))
+        if check_files and not os.path.exists(full):
+            raise RecordError(path, line, f"videos[{k}]", f"video '{full}' does not exist", "missing_video")
+        vids.append(full)
+
     meta = {k: obj[k] for k in ("domain", "answer", "difficulty") if k in obj}
     return Record(path=path, line=line, id=str(rid), kind="chat" if messages is not None else "text",
-                  messages=messages, text=body, images=resolved, meta=meta)
+                  messages=messages, text=body, images=resolved, meta=meta, videos=vids, media=media)

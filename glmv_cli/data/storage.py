@@ -17,7 +17,12 @@ pack_image_offsets     int64       [P+1] pack p holds images [i[p], i[p+1])
 image_grid_thw         int32       [I, 3] resized patch grid of each image
 image_byte_offsets     int64       [I+1] image k is bytes [b[k], b[k+1]) of image_bytes
 image_bytes            uint8       [B] the encoded files as read (PNG/JPEG/...), never re-encoded
+image_kind             int8        [I] 0 image, 1 video (only in shards that hold a video)
 =====================  ==========  =============================================================
+
+A video is one media entry: its grid is the whole video's (t, h, w) and its bytes are the file as
+read, or for a frame folder a bundle of the sampled frames' files (``glmv_cli.data.video``);
+``packs.json`` then holds the sampling settings the reader needs to re-derive the frames.
 
 Storing the four position rows costs 16 bytes per token but makes the reader trivially correct
 (no model config needed to rebuild the rope ids). Storing encoded images instead of pixels keeps
@@ -49,6 +54,7 @@ class Sample:
     images: list[bytes] = field(default_factory=list)
     grids: list[tuple[int, int, int]] = field(default_factory=list)
     source: tuple[int, int] = (0, 0)  # (input index, line)
+    kinds: list[int] = field(default_factory=list)  # per media entry, 0 image / 1 video; empty: images
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -87,6 +93,9 @@ def write_shard(path: str | Path, packs: Sequence[Sequence[Sample]]) -> dict[str
         "image_byte_offsets": _offsets([len(b) for b in images]),
         "image_bytes": (np.frombuffer(b"".join(images), dtype=np.uint8) if images else np.zeros(0, np.uint8)),
     }
+    kinds = [k for s in samples for k in (s.kinds or [0] * len(s.images))]
+    if any(kinds):  # only then: image-only shards keep their exact bytes
+        tensors["image_kind"] = np.array(kinds, dtype=np.int8)
     # One metadata key only: safetensors keeps metadata in a hash map, so several keys would be
     # written in a per-process random order and identical packs would hash differently.
     save_file(tensors, str(path), metadata={"format": f"{FORMAT}/{FORMAT_VERSION}"})
@@ -110,6 +119,7 @@ class RawPack:
     sources: np.ndarray         # int64 [samples, 2]
     images: list[bytes]
     grids: np.ndarray           # int32 [images, 3]
+    kinds: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))  # int8 [images], 0 image 1 video
 
 
 class ShardReader:
@@ -141,6 +151,9 @@ class ShardReader:
             self._small[k] = {name: h.get_tensor(name) for name in (
                 "pack_token_offsets", "pack_sample_offsets", "sample_token_offsets", "sample_source",
                 "pack_image_offsets", "image_grid_thw", "image_byte_offsets")}
+            kinds = h.get_tensor("image_kind") if "image_kind" in h.keys() else None
+            self._small[k]["image_kind"] = (kinds if kinds is not None else
+                                            np.zeros(len(self._small[k]["image_grid_thw"]), np.int8))
         return self._handles[k], self._small[k]
 
     def pack(self, i: int) -> RawPack:
@@ -165,4 +178,5 @@ class ShardReader:
             sources=o["sample_source"][s0:s1],
             images=images,
             grids=o["image_grid_thw"][i0:i1],
+            kinds=o["image_kind"][i0:i1],
         )

@@ -4,7 +4,8 @@ A record names a video as a file (``clip.mp4``, any container FFmpeg reads) or a
 frame images. Three steps, split so that packing never decodes pixels:
 
 1. ``probe(path)`` reads the container header (PyAV: ``stream.frames``, ``average_rate``,
-   width/height; ~1 ms) or, for a folder, lists the frames and reads each image header.
+   width/height; ~10 ms a synth clip on the loaded 2-core dev box, vs ~47 ms to decode it) or,
+   for a folder, lists the frames and reads each image header.
    Containers without a frame count in the header (Matroska/WebM say 0) are counted by
    demuxing packets without decoding (~2 µs a packet).
 2. ``plan_sampling(meta, settings)`` picks frame indices with the rule of transformers'
@@ -295,10 +296,11 @@ def _decode_file(meta: VideoMeta, wanted: list[int]) -> dict[int, np.ndarray]:
 
     need, last = set(wanted), wanted[-1]
     got: dict[int, np.ndarray] = {}
-    n = 0
+    count = 0
     try:
         with av.open(io.BytesIO(meta.data) if meta.data is not None else meta.path) as container:
             for n, frame in enumerate(container.decode(video=0)):
+                count = n + 1
                 if n in need:
                     got[n] = frame.to_ndarray(format="rgb24")
                 if n >= last:
@@ -307,7 +309,7 @@ def _decode_file(meta: VideoMeta, wanted: list[int]) -> dict[int, np.ndarray]:
         raise VideoError(meta.path, f"cannot decode the video: {e}", "unreadable") from None
     if len(got) < len(need):
         missing = min(need - got.keys())
-        raise VideoError(meta.path, f"the stream ended after {n + 1 if got else 0} decoded frames but frame "
+        raise VideoError(meta.path, f"the stream ended after {count} decoded frames but frame "
                          f"{missing} was sampled (the header declares {meta.total_frames})", "truncated")
     return got
 

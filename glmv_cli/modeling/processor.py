@@ -6,7 +6,9 @@ minus video: ``Glm4vImageProcessorPil`` + the tokenizer, the same ``<|image|>`` 
 (one token per 2x2 merged patch: t·h·w / merge²) and the same ``mm_token_type_ids``. It is
 registered with ``AutoProcessor`` under its class name, so a glmv-saved directory
 (``processor_config.json`` says ``"processor_class": "GlmvProcessor"``) loads with
-``AutoProcessor.from_pretrained`` once ``glmv_cli.modeling`` is imported.
+``AutoProcessor.from_pretrained`` once ``glmv_cli.modeling`` is imported. Videos go through
+:mod:`glmv_cli.modeling.video_processor` (``video_processor_for(processor)``, ``prepare_video``),
+glmv's torchvision-free twin of ``Glm4vVideoProcessor``, with the same pixel budget as the images.
 
 Resize rule (GLM's ``smart_resize``): round height and width to multiples of
 patch·merge = 28, then scale so that 2·h·w (two temporal frames) lies within

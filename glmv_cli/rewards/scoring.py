@@ -50,7 +50,8 @@ DEFAULT_DOMAINS: dict[str, dict[str, Any]] = {
     "gui": {"verifier": "gui"},
     "yesno": {"verifier": "yesno"},
 }
-DEFAULT_ALIASES = {"stem": "math"}
+# video: synth's video answers are non-negative integers (a second, a count).
+DEFAULT_ALIASES = {"stem": "math", "video": "counting"}
 
 
 @dataclass

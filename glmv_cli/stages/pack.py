@@ -11,6 +11,13 @@ packs, tokens, fill efficiency, tokenizer identity).
 Cost: packing itself is ~1.5 us per sample (glmv_cli/data/packing.py); the run is dominated by
 tokenising and image headers, 2-4k small multimodal records/s per worker measured on the loaded
 shared dev machine (benchmarks/pack_bench.py), plus reading the image bytes into the shards.
+
+Videos (``"videos": [file or frame folder]`` with ``<video>`` placeholders) cost a container
+header read (~10 ms on the loaded dev box) at pack time; their files are stored as read and
+decoded by the reader.
+Unusable videos are bad records (reasons ``bad_video``, ``missing_video``, ``video_too_long``,
+``video_count``); clips spread over the 300 s cap or paired from one frame are counted under
+``video_handling`` in the manifest.
 """
 
 from __future__ import annotations
@@ -185,12 +192,14 @@ def _write_shards(directory: Path, packs: list[list[Any]]) -> list[dict]:
             shards.append(write_shard(directory / shard_name(len(shards)), cur))
         cur, cur_bytes = [], 0
 
+    from glmv_cli.data.encode import media_bytes
+
     for members in packs:
         pack = []
         for e in members:
-            blobs = [Path(p).read_bytes() for p in e.image_paths]
+            blobs = media_bytes(e)
             cur_bytes += sum(len(b) for b in blobs)
-            pack.append(Sample(e.input_ids, e.labels, e.positions, blobs, e.grids, e.source))
+            pack.append(Sample(e.input_ids, e.labels, e.positions, blobs, e.grids, e.source, list(e.kinds)))
         cur.append(pack)
         if len(cur) >= SHARD_PACKS or cur_bytes >= SHARD_BYTES:
             flush()
@@ -271,9 +280,11 @@ def pack(opts: PackOptions) -> Manifest:
         packs = [[samples[i] for i in members] for members in order]
         shards = _write_shards(art.path, packs)
         proc.image_processor.to_json_file(str(art.path / PROCESSOR_CONFIG))
+        n_videos = int(sum(sum(s.kinds) for s in samples))
+        video_extra = {"video_settings": asdict(encoder.video)} if n_videos else {}
         write_index(art.path, shards, seq_len=opts.seq_len, mode=opts.mode, style=style,
                     image_token_id=encoder.image_token_id, tokenizer=ident,
-                    image_settings=encoder.settings.as_dict(), seed=opts.seed, inputs=per_input)
+                    image_settings=encoder.settings.as_dict(), seed=opts.seed, inputs=per_input, **video_extra)
         n_in = len(items)
         label_tokens = int(sum(int((s.labels != -100).sum()) for s in samples))
         seconds = time.perf_counter() - t0
@@ -285,7 +296,7 @@ def pack(opts: PackOptions) -> Manifest:
             "packs": stats.packs,
             "tokens": stats.tokens,
             "label_tokens": label_tokens,
-            "images": int(sum(len(s.grids) for s in samples)),
+            "images": int(sum(len(s.grids) for s in samples)) - n_videos,
             "fill_efficiency": round(stats.fill, 6),
             "packs_lower_bound": stats.lower_bound,
             "max_pack_tokens": int(max((sum(lengths[i] for i in m) for m in order), default=0)),
@@ -295,6 +306,13 @@ def pack(opts: PackOptions) -> Manifest:
             "seconds_pack": round(t_pack, 3),
             "records_per_s": round(n_in / t_encode, 1) if t_encode > 0 else None,
         })
+        if n_videos:  # only then: image-only manifests are unchanged
+            notes: dict[str, int] = {}
+            for s in samples:
+                for n in s.notes:
+                    notes[n] = notes.get(n, 0) + 1
+            art.metrics["videos"] = n_videos
+            art.metrics["video_handling"] = notes
         art.extra.update({"tokenizer": ident, "seq_len": opts.seq_len, "mode": opts.mode,
                           "index": INDEX, "per_input": per_input})
     return read_manifest(opts.out)

@@ -22,6 +22,8 @@ from glmv_cli.cli import RecipeOpt, user_errors
 from glmv_cli.errors import GlmvError
 
 ALL_DOMAINS = ("stem", "counting", "ocr", "chart", "grounding", "gui")
+# Opt-in: never in the default mix, so default outputs stay byte-identical (glmv_cli.synth.OPT_IN).
+OPT_IN_DOMAINS = ("video",)
 MIN_SIDE, MAX_SIDE = 64, 1024
 
 
@@ -31,8 +33,9 @@ def parse_domains(text: str) -> list[str]:
     if not names:
         raise GlmvError(f"--domains must list at least one of: {', '.join(ALL_DOMAINS)}")
     for n in names:
-        if n not in ALL_DOMAINS:
-            raise GlmvError(f"--domains: unknown domain '{n}'; choose from {', '.join(ALL_DOMAINS)}")
+        if n not in ALL_DOMAINS and n not in OPT_IN_DOMAINS:
+            raise GlmvError(f"--domains: unknown domain '{n}'; choose from {', '.join(ALL_DOMAINS)} "
+                            f"(opt-in: {', '.join(OPT_IN_DOMAINS)})")
     if len(set(names)) != len(names):
         raise GlmvError(f"--domains lists a domain twice: '{text}'")
     return names
@@ -167,7 +170,7 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def synth_cmd(
         out: Annotated[Path, typer.Option("--out", help="Output artifact directory.")],
-        domains: Annotated[str, typer.Option(help=f"Comma-separated domains from: {', '.join(ALL_DOMAINS)}.")] = ",".join(ALL_DOMAINS),
+        domains: Annotated[str, typer.Option(help=f"Comma-separated domains from: {', '.join(ALL_DOMAINS)}; opt-in: {', '.join(OPT_IN_DOMAINS)} (MP4 clips; the answer depends on time).")] = ",".join(ALL_DOMAINS),
         n_train: Annotated[int, typer.Option("--n-train", help="Train scenes (each: one pretrain record + one sft or rl record), spread evenly over domains x levels.")] = 3000,
         n_eval: Annotated[int, typer.Option("--n-eval", help="Held-out eval scenes, spread evenly over domains x levels.")] = 300,
         levels: Annotated[str, typer.Option(help="Difficulty levels: a range 1-5, a list 1,3,5, or both 1-2,4.")] = "1-5",

@@ -26,7 +26,7 @@ import torch
 
 from glmv_cli.training import dist
 from glmv_cli.training.engine import STATE, Engine
-from glmv_cli.training.loss import concat_packs, sample_lengths, step_flops
+from glmv_cli.training.loss import chunked_lm_loss_sum, concat_packs, lm_loss_sum, sample_lengths, step_flops
 
 CKPT_DIR = "checkpoints"
 METRICS = "metrics.jsonl"
@@ -135,7 +135,7 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
             idx = batch_indices(step, n, G, cfg.seed)
             mine = rank_micro_batches(idx, micro, engine.world, engine.rank)
             mbs = [concat_packs([packs[i] for i in grp]) for grp in mine]
-            m = engine.train_step(mbs)
+            m = engine.train_step(mbs, loss_fn=chunked_lm_loss_sum if cfg.chunked_loss else lm_loss_sum)
             lens = [sample_lengths(mb["position_ids"]) for mb in mbs if "position_ids" in mb]
             patches = sum(int(mb["pixel_values"].shape[0]) for mb in mbs
                           if mb.get("pixel_values") is not None)

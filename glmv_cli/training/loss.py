@@ -58,6 +58,14 @@ def lm_loss_sum(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
                            ignore_index=IGNORE, reduction="sum")
 
 
+def chunked_lm_loss_sum(model: torch.nn.Module, batch: dict[str, Any]) -> torch.Tensor:
+    """``lm_loss_sum`` through glmv_kernels' chunked LM head: same value (fp32 summation order
+    aside) and gradients, without materialising the [tokens x vocab] logits."""
+    from glmv_kernels.model_loss import causal_lm_loss
+
+    return causal_lm_loss(model, model_inputs(batch), batch["labels"])
+
+
 def concat_packs(packs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Joins packs along the sequence into one row (a valid pack: positions restart per sample)."""
     if len(packs) == 1:

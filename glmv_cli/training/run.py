@@ -49,6 +49,7 @@ class TrainOptions:
     zero_stage: int = 0
     precision: str = "auto"
     activation_checkpointing: bool = False
+    chunked_loss: bool = True
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     keep_final_checkpoint: bool = False
@@ -74,7 +75,8 @@ class TrainOptions:
                               min_lr_ratio=self.min_lr_ratio, clip=self.clip),
             batch=BatchConfig(micro_batch=self.micro_batch, global_batch=self.global_batch),
             zero_stage=self.zero_stage, precision=self.precision,
-            activation_checkpointing=self.activation_checkpointing, checkpoint_every=self.checkpoint_every,
+            activation_checkpointing=self.activation_checkpointing, chunked_loss=self.chunked_loss,
+            checkpoint_every=self.checkpoint_every,
             keep_checkpoints=self.keep_checkpoints, seed=self.seed, max_steps=self.max_steps,
             epochs=self.epochs, log_every=self.log_every, peak_tflops=self.peak_tflops,
             train=parse_train(self.train))
@@ -288,6 +290,8 @@ HELP = {
     "zero_stage": "DeepSpeed ZeRO stage 0-3.",
     "precision": "auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.",
     "activation_checkpointing": "Recompute activations in the backward pass (less memory, ~30% more compute).",
+    "chunked_loss": "Compute the LM loss through the chunked LM head (glmv_kernels): the full logits are never "
+                    "materialised. --no-chunked-loss uses the plain full-logits cross-entropy.",
     "checkpoint_every": "Save a resumable checkpoint every N steps (0: only at the end).",
     "keep_checkpoints": "Checkpoints kept while training (newest first).",
     "keep_final_checkpoint": "Keep the last checkpoint in the artifact (not hashed) to continue training later.",

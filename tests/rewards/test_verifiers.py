@@ -274,7 +274,7 @@ def test_score_all_domains(domain, pred, ref, extra, want):
 def test_unknown_domain_is_a_caller_error():
     from glmv_cli.errors import GlmvError
 
-    with pytest.raises(GlmvError, match="unknown domain 'poetry'; known: chart, counting, grounding, gui, math, mcq, ocr, stem, yesno"):
+    with pytest.raises(GlmvError, match="unknown domain 'poetry'; known: chart, counting, grounding, gui, math, mcq, ocr, stem, video, yesno"):
         score(None, resp("1"), "1", "poetry")
 
 

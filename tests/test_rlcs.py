@@ -1,0 +1,314 @@
+"""glmv rlcs: option plumbing, input checks, the step loop on the tiny preset, resume, judge failures.
+
+The end-to-end runs use a random tiny model. Its responses never pass the real format gate, so
+they are scored with a gate-free reward config (glm45v style, OCR edit similarity of the whole
+response): rewards are graded and differ within a group, which gives informative groups and a
+real policy update. Responses are kept to a few tokens so each run takes seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from glmv_cli.errors import GlmvError
+from glmv_cli.main import app
+
+torch.set_num_threads(1)
+runner = CliRunner()
+
+GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, language_mix: false}\n"
+FAST = ["--model", "tiny", "--style", "glm45v", "--no-forced-answering", "--max-new-tokens", "6",
+        "--group-size", "4", "--batch-prompts", "3", "--lr", "1e-3", "--micro-batch", "8"]
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _rec(i: int, domain: str = "ocr", answer: str | None = "abc", **kw) -> dict:
+    r = {"id": f"r{i}", "messages": [{"role": "user", "content": f"Spell item {i}."}], "domain": domain, **kw}
+    if answer is not None:
+        r["answer"] = answer
+    return r
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rlcs")
+    (d / "rewards.yaml").write_text(GATE_FREE, encoding="utf-8")
+    _write(d / "rl.jsonl", [_rec(i, answer="abc" + "xyz"[i % 3]) for i in range(10)])
+    return d
+
+
+def _run(args: list[str]):
+    res = runner.invoke(app, ["rlcs", *args], catch_exceptions=False)
+    return res
+
+
+def _lines(p: Path) -> list[dict]:
+    return [json.loads(x) for x in p.read_text().splitlines() if x.strip()]
+
+
+# ----------------------------------------------------------------------------- pure pieces
+
+
+def test_mean_se_hand_values():
+    from glmv_cli.rl.trainer import mean_se
+
+    m, se = mean_se([0.0, 1.0, 1.0, 0.0])
+    assert m == 0.5 and se == pytest.approx(math.sqrt((4 * 0.25 / 3) / 4))
+    assert mean_se([0.7]) == (0.7, 0.0) and mean_se([]) == (0.0, 0.0)
+
+
+def test_rl_options_from_flags_and_recipe_forms():
+    from glmv_cli.stages.rlcs import options_from_kwargs
+
+    o = options_from_kwargs({"steps": 3, "tier_boundaries": "[0.1, 0.2, 0.6, 0.9]", "domain_weights": "{stem: 2, ocr: 1}",
+                             "clip_eps_high": 0.3, "expansion": False})
+    assert o.rl.curriculum.tier_boundaries == (0.1, 0.2, 0.6, 0.9)
+    assert o.rl.curriculum.domain_weights == {"stem": 2.0, "ocr": 1.0}
+    assert o.rl.loss.clip_eps_high == 0.3 and o.rl.expansion.expansion is False and o.steps == 3
+    with pytest.raises(GlmvError, match=r"--clip-eps-high must be >= --clip-eps-low \(0.2\), got 0.1"):
+        options_from_kwargs({"clip_eps_high": 0.1})
+
+
+def test_recipe_unknown_key_is_an_error_and_known_keys_apply(tmp_path, work):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: 2\nclip_eps_hgh: 0.3\n")
+    res = runner.invoke(app, ["rlcs", "--recipe", str(bad), "--data", str(work / "rl.jsonl"), "--out",
+                              str(tmp_path / "o")])
+    assert res.exit_code == 2
+    assert "unknown key 'clip_eps_hgh' for 'glmv rlcs'" in res.output and "clip_eps_high" in res.output
+    good = tmp_path / "good.yaml"
+    good.write_text("steps: 0\ntier_boundaries: [0.05, 0.3, 0.7, 0.95]\n")
+    res = runner.invoke(app, ["rlcs", "--recipe", str(good), "--data", str(work / "rl.jsonl"), "--out",
+                              str(tmp_path / "o")])
+    assert res.exit_code == 2 and "--steps must be >= 1, got 0" in res.output
+
+
+def test_judge_failure_marks_the_group(tmp_path):
+    from glmv_cli.rewards import config_from_dict
+    from glmv_cli.rl.records import RLRecord
+    from glmv_cli.rl.trainer import score_group
+
+    cfg = config_from_dict({"style": "glm45v", "gates": {"require_think": False, "require_box": False},
+                            "domains": {"open": {"verifier": "judge", "timeout_s": 0.5, "retries": 0,
+                                                 "endpoints": [{"url": "http://127.0.0.1:9/v1/chat/completions",
+                                                                "model": "m"}]}}})
+    rec = RLRecord("x", "open", "a cat", record=None)
+    rewards, failed, gates = score_group(rec, "What is it?", ["a cat", "a dog"], cfg)
+    assert failed and rewards == [0.0, 0.0] and gates == 0
+    rec2 = RLRecord("y", "ocr", "abc", record=None)
+    rewards, failed, _ = score_group(rec2, "", ["abc", "abd"], cfg)
+    assert not failed and rewards[0] == 1.0 and 0 < rewards[1] < 1
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_record_without_reference_is_refused(tmp_path, work):
+    data = _write(tmp_path / "rl.jsonl", [_rec(0), _rec(1, answer=None)])
+    res = _run(["--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
+    assert res.exit_code == 2
+    assert f"{data}:2: field 'answer': missing reference answer" in res.output
+
+
+def test_unknown_domain_lists_the_known_ones(tmp_path):
+    data = _write(tmp_path / "rl.jsonl", [_rec(0, domain="astrology")])
+    res = _run(["--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
+    assert res.exit_code == 2
+    assert f"{data}:1: field 'domain': unknown domain 'astrology'; known: chart, counting, grounding, gui, math, mcq, ocr, stem, video, yesno" in res.output
+
+
+def _grade_artifact(path: Path, rows: list[dict]) -> Path:
+    from glmv_cli.artifacts import ArtifactWriter
+
+    with ArtifactWriter(path, "grade-difficulty", options={}) as art:
+        _write(art.path / "results.jsonl", rows)
+    return path
+
+
+def test_grades_of_another_dataset_are_refused(tmp_path, work):
+    from glmv_cli.rewards import default_config
+    from glmv_cli.rl.records import load_data, load_grades
+
+    data = load_data(work / "rl.jsonl", default_config())
+    other = _grade_artifact(tmp_path / "g1", [{"id": "q1", "domain": "ocr", "grade": 0.5}])
+    with pytest.raises(GlmvError, match=r"grades another dataset: none of its 1 ids \(e.g. 'q1'\) is in --data"):
+        load_grades(other, data)
+    clash = _grade_artifact(tmp_path / "g2", [{"id": "r1", "domain": "stem", "grade": 0.5}])
+    with pytest.raises(GlmvError, match="record 'r1' has domain 'stem' there but 'ocr' in --data"):
+        load_grades(clash, data)
+    ok = _grade_artifact(tmp_path / "g3", [{"id": "r1", "domain": "ocr", "grade": 0.25},
+                                           {"id": "extra", "domain": "ocr", "grade": 1.0}])
+    assert load_grades(ok, data) == {"r1": 0.25}
+    res = _run(["--data", str(work / "rl.jsonl"), "--grades", str(other), "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2 and "grades another dataset" in res.output
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_run_writes_model_metrics_plots_and_updates(tmp_path, work):
+    g = _grade_artifact(tmp_path / "grades", [{"id": f"r{i}", "domain": "ocr", "grade": 0.5} for i in range(5)])
+    out = tmp_path / "run"
+    res = _run([*FAST, "--data", str(work / "rl.jsonl"), "--reward-config", str(work / "rewards.yaml"),
+                "--grades", str(g), "--eval-data", str(work / "rl.jsonl"), "--eval-limit", "3", "--eval-every", "1",
+                "--steps", "2", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "step 2/2 | loss" in res.output and "| informative" in res.output
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["stage"] == "rlcs" and man["metrics"]["steps"] == 2 and man["metrics"]["grades_matched"] == 5
+    assert man["options"]["clip_eps_high"] == 0.28 and man["options"]["group_size"] == 4
+    assert "model.safetensors.index.json" in man["files"] and "plots/eval_reward.png" in man["files"]
+    for name in ("reward", "informative_frac", "expansion_ratio", "tiers", "clip_frac", "response_length"):
+        assert (out / "plots" / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    ms = _lines(out / "metrics.jsonl")
+    assert [m["step"] for m in ms] == [1, 2]
+    for m in ms:
+        assert m["batch_groups"] >= 1 and m["optimizer_steps"] == 1.0 and m["grad_norm"] > 0
+        # the learner's recomputed old log-probs are the rollout engine's, token for token
+        assert m["behaviour_logp_gap"] < 1e-3
+        assert 0 < m["informative_frac"] <= 1 and m["expansion_ratio"] >= 1
+        assert set(m["domains"]["ocr"]["tier_histogram"]) == {"impossible", "hard", "medium", "easy", "trivial", "unseen"}
+        assert sum(m["domains"]["ocr"]["tier_histogram"].values()) == 10
+        for k in ("reward", "pass_rate", "response_length", "truncated_rate", "forced_rate", "clip_frac", "tokens_per_s"):
+            assert k in m
+    # the graded prompts start in the medium tier (prior 0.5), the rest unseen
+    assert ms[0]["sampler_tier_unseen"] <= 5
+    ev = _lines(out / "eval.jsonl")
+    assert [e["step"] for e in ev] == [0, 1, 2] and all(e["prompts"] == 3 for e in ev)
+    assert all(sorted(e["per_prompt"]) == ["r0", "r1", "r2"] for e in ev)
+    assert "eval_gain_paired_se" in man["metrics"] and len(man["metrics"]["eval_curve"]) == 3
+    # the update moved the weights
+    from safetensors.torch import load_file
+
+    from glmv_cli.modeling import load
+
+    ref, _ = load("tiny")
+    new = load_file(str(out / "model-00001-of-00001.safetensors"))
+    k = "model.language_model.layers.0.mlp.down_proj.weight"
+    assert not torch.equal(new[k], ref.state_dict()[k])
+
+
+def test_resume_reproduces_prompts_and_losses(tmp_path, work, monkeypatch):
+    common = [*FAST, "--data", str(work / "rl.jsonl"), "--reward-config", str(work / "rewards.yaml"),
+              "--steps", "4", "--checkpoint-every", "2", "--seed", "3"]
+    full = tmp_path / "full"
+    assert _run([*common, "--out", str(full)]).exit_code == 0
+
+    from glmv_cli.rl import trainer as tr
+
+    orig = tr.RLCSTrainer.train_step
+
+    def dying(self):
+        if self.step == 3:
+            raise RuntimeError("killed")
+        return orig(self)
+
+    monkeypatch.setattr(tr.RLCSTrainer, "train_step", dying)
+    cut = tmp_path / "cut"
+    with pytest.raises(RuntimeError, match="killed"):
+        _run([*common, "--out", str(cut)])
+    monkeypatch.setattr(tr.RLCSTrainer, "train_step", orig)
+    # a resume with other algorithm options is refused (before any model is built)
+    res = _run([*common, "--out", str(cut), "--resume", "auto", "--clip-eps-high", "0.3"])
+    assert res.exit_code == 2 and "holds checkpoints of another run (--clip-eps-high: 0.28 != 0.3)" in res.output
+    res = _run([*common, "--out", str(cut), "--resume", "auto"])
+    assert res.exit_code == 0, res.output
+    assert "(step 2)" in res.output
+    a, b = _lines(full / "metrics.jsonl"), _lines(cut / "metrics.jsonl")
+    assert [m["step"] for m in b] == [1, 2, 3, 4]
+    for x, y in zip(a[2:], b[2:]):
+        assert x["prompt_ids"] == y["prompt_ids"]
+        assert x["loss"] == pytest.approx(y["loss"], abs=1e-6) and x["reward"] == pytest.approx(y["reward"], abs=1e-9)
+    assert json.loads((cut / "manifest.json").read_text())["metrics"]["resumed_from_step"] == 2
+
+
+def test_unreachable_judge_drops_groups_or_fails(tmp_path, work):
+    cfg = tmp_path / "rewards.yaml"
+    cfg.write_text(GATE_FREE + "domains:\n  open:\n    verifier: judge\n    timeout_s: 0.5\n    retries: 0\n"
+                   "    endpoints: [{url: 'http://127.0.0.1:9/v1/chat/completions', model: m}]\n")
+    data = _write(tmp_path / "rl.jsonl", [_rec(i, domain="open" if i % 2 else "ocr", answer="abc") for i in range(8)])
+    args = [*FAST, "--data", str(data), "--reward-config", str(cfg), "--steps", "1", "--batch-prompts", "2"]
+    res = _run([*args, "--out", str(tmp_path / "drop")])
+    assert res.exit_code == 0, res.output
+    m = _lines(tmp_path / "drop" / "metrics.jsonl")[0]
+    assert m["judge_dropped_groups"] >= 1 and m["groups_valid"] >= 1
+    assert set(m["domains"]) == {"ocr"}
+    assert json.loads((tmp_path / "drop" / "manifest.json").read_text())["metrics"]["judge_dropped_groups"] >= 1
+    res = _run([*args, "--on-judge-error", "fail", "--out", str(tmp_path / "fail")])
+    assert res.exit_code == 2 and "the LLM judge gave no verdict for record" in res.output
+
+
+def test_collect_expands_tops_up_and_drops_judge_failures(monkeypatch):
+    """The step's rollout logic with a fake rollout: odd ids give informative groups, even ids
+    all-equal ones, and r5 a judge failure."""
+    import types
+
+    from glmv_cli.modeling import load
+    from glmv_cli.rewards import default_config
+    from glmv_cli.rl.config import RLCSConfig
+    from glmv_cli.rl.records import RLRecord
+    from glmv_cli.rl.trainer import RLCSTrainer, ScoredGroup, TrainerOptions
+
+    model, proc = load("tiny")
+    recs = [RLRecord(f"r{i}", "ocr", "abc", record=None) for i in range(20)]
+    cfg = RLCSConfig.from_flat({"batch_prompts": 4, "group_size": 4, "curriculum": "uniform"})
+    tr = RLCSTrainer(types.SimpleNamespace(module=model), proc, recs, cfg, default_config(), TrainerOptions(seed=1))
+    calls = []
+
+    def fake_roll(self, ids, step, rnd):
+        calls.append((step, rnd, list(ids)))
+        out = []
+        for i in ids:
+            k = int(i[1:])
+            rewards = [0.0, 1.0, 0.0, 0.0] if k % 2 else [0.0] * 4
+            out.append(ScoredGroup(self.by_id[i], None, [], rewards, judge_failed=(k == 5)))
+        return out
+
+    monkeypatch.setattr(RLCSTrainer, "roll", fake_roll)
+    kept, valid, info = tr.collect(0)
+    rolled = [i for _, _, ids in calls for i in ids]
+    assert len(rolled) == len(set(rolled)) == info["prompts_rolled"]  # no prompt twice in a step
+    assert calls[0][2] and len(calls[0][2]) == 4 and info["topup_rounds_used"] == len(calls) - 1 <= 2
+    assert all(g.informative for g in kept) and len(kept) == min(4, sum(g.informative for g in valid))
+    assert info["judge_dropped_groups"] == ("r5" in rolled)
+    assert tr.sampler.visits[tr.sampler.index["r5"]] == 0  # a dropped group teaches the sampler nothing
+    frac = info["groups_all_equal"] / info["groups_valid"]
+    assert tr.controller.ema == pytest.approx(frac)
+    calls.clear()
+    tr.collect(1)
+    assert len(calls[0][2]) == min(16, math.ceil(4 / (1 - frac) - 1e-9))  # expanded first round
+
+
+def test_collate_aligns_tokens_and_excludes_sampled_image_placeholders():
+    import types
+
+    from glmv_cli.modeling import load
+    from glmv_cli.rewards import default_config
+    from glmv_cli.rl.config import RLCSConfig
+    from glmv_cli.rl.records import RLRecord
+    from glmv_cli.rl.trainer import RLCSTrainer, TrainerOptions, _Row
+
+    model, proc = load("tiny")
+    tr = RLCSTrainer(types.SimpleNamespace(module=model), proc, [RLRecord("a", "ocr", "x", record=None)],
+                     RLCSConfig.from_flat({}), default_config(), TrainerOptions())
+    img = model.config.image_token_id
+    good = _Row([5, 6, 7, 8, 9], 3, [False, True], [-1.0, -2.0], 0.5, None, None, "ocr")
+    bad = _Row([5, 6, 7, img, 9, 10], 3, [False, False, False], [-1.0, -1.0, -1.0], -0.5, None, None, "ocr")
+    b = tr.collate([good, bad])
+    # row 0: prompt 3 tokens, response tokens 8, 9 predicted at positions 2, 3; token 9 was forced
+    assert b["loss_mask"][0].tolist() == [0, 0, 1, 0, 0] and b["forced_mask"][0].tolist() == [0, 0, 0, 1, 0]
+    assert b["targets"][0, :4].tolist() == [6, 7, 8, 9] and b["behaviour_logp"][0, 2:4].tolist() == [-1.0, -2.0]
+    assert b["loss_mask"][1].sum() == 0 and float(b["excluded_rows"]) == 1.0
+    assert img not in b["input_ids"].tolist()[1] and b["targets"][1, 2] == img
+    logp, _ = RLCSTrainer._forward_logp(model, b)  # runs: no image features are looked for
+    assert logp.shape == (2, 5)
