@@ -1,6 +1,7 @@
 """Rollout engine: inverse-CDF sampling, the forced-answering state machine, and the HF decode
 loop on the tiny preset (log-probs equal a full forward, batching does not change results,
-forced answering appends the closing tags, a response that closes on its own is untouched)."""
+forced answering appends the closing tags, a response that closes on its own is untouched,
+structural multimodal tokens are never sampled and log-probs are of the masked distribution)."""
 
 import copy
 import math
@@ -9,11 +10,14 @@ import pytest
 import torch
 
 from glmv_cli.rl.rollout import (
+    BANNED_TOKENS,
     HFEngine,
     Prompt,
     Rollout,
     SamplingParams,
     _RowState,
+    banned_token_ids,
+    mask_banned,
     prompt_from_record,
     prompt_messages,
     rollout_seed,
@@ -64,6 +68,30 @@ def test_zero_probability_tokens_are_never_sampled():
     for u in (0.0, 0.4999, 0.5, 0.9999999):
         tok, _ = sample_from_logits(logits, torch.tensor([u], dtype=torch.float64), 1.0, 1.0)
         assert tok.item() in (0, 2)
+
+
+def test_banned_tokens_are_never_sampled_and_logprobs_renormalise():
+    logits = _row([0.1, 0.2, 0.3, 0.4]).repeat(4, 1)
+    # token 3 banned: the rest renormalise to 1/6, 2/6, 3/6 (cdf 1/6, 1/2, 1)
+    u = torch.tensor([0.1, 0.4, 0.6, 0.9999], dtype=torch.float64)
+    tok, lp = sample_from_logits(logits, u, 1.0, 1.0, banned=[3])
+    assert tok.tolist() == [0, 1, 2, 2]
+    assert lp.tolist() == pytest.approx([math.log(1 / 6), math.log(2 / 6), math.log(0.5), math.log(0.5)], abs=1e-6)
+    # greedy picks the best allowed token; top-p works on the masked distribution (0.5 keeps {2})
+    tok, lp = sample_from_logits(logits[:1], u[:1], 0.0, 1.0, banned=torch.tensor([3]))
+    assert tok.item() == 2 and lp.item() == pytest.approx(math.log(0.5), abs=1e-6)
+    tok, lp = sample_from_logits(logits[:2], u[:2], 1.0, 0.5, banned=[3])
+    assert tok.tolist() == [2, 2] and lp.tolist() == pytest.approx([math.log(0.5)] * 2, abs=1e-6)
+    # T = 0.5 squares: 1, 4, 9 over 14
+    tok, lp = sample_from_logits(logits[:1], torch.tensor([0.2], dtype=torch.float64), 0.5, 1.0, banned=[3])
+    assert tok.item() == 1 and lp.item() == pytest.approx(math.log(4 / 14), abs=1e-6)
+    # a huge banned logit changes nothing for the others
+    big = logits[:1].clone()
+    big[0, 3] = 1e4
+    for x in (0.0, 0.5, 0.999999):
+        tok, _ = sample_from_logits(big, torch.tensor([x], dtype=torch.float64), 1.0, 1.0, banned=[3])
+        assert tok.item() != 3
+    assert mask_banned(big, [3])[0, 3].item() == -math.inf and big[0, 3].item() == 1e4  # input untouched
 
 
 END, ANS, EOS = 100, 101, 102
@@ -159,7 +187,7 @@ def _prompts(model, proc):
     return out
 
 
-def _full_logprobs(model, p, r):
+def _full_logprobs(model, p, r, banned=()):
     ids = torch.tensor([p.input_ids + r.token_ids])
     kw = {}
     if p.pixel_values is not None:
@@ -167,7 +195,7 @@ def _full_logprobs(model, p, r):
                   mm_token_type_ids=(ids == model.config.image_token_id).long())
     model.model.rope_deltas = None
     with torch.no_grad():
-        lg = model(input_ids=ids, **kw).logits[0].float().log_softmax(-1)
+        lg = mask_banned(model(input_ids=ids, **kw).logits[0], list(banned)).log_softmax(-1)
     n = len(p.input_ids)
     return lg[n - 1:n - 1 + len(r.token_ids)].gather(1, torch.tensor(r.token_ids)[:, None])[:, 0]
 
@@ -176,7 +204,8 @@ def test_logprobs_match_full_forward_and_batching_does_not_matter(tiny):
     model, proc = tiny
     ps = _prompts(model, proc)
     sp = SamplingParams(max_new_tokens=12, thinking_budget=6, answer_budget=3)
-    batched = HFEngine(model, proc, batch_size=12).generate(ps, sp, n=3, seed=7)
+    eng = HFEngine(model, proc, batch_size=12)
+    batched = eng.generate(ps, sp, n=3, seed=7)
     single = HFEngine(model, proc, batch_size=1).generate(ps, sp, n=3, seed=7)
     worst = 0.0
     for p, rs, ss in zip(ps, batched, single):
@@ -184,7 +213,8 @@ def test_logprobs_match_full_forward_and_batching_does_not_matter(tiny):
         for r, s in zip(rs, ss):
             assert r.token_ids == s.token_ids and r.forced == s.forced
             assert r.logprobs == pytest.approx(s.logprobs, abs=1e-4)
-            worst = max(worst, (_full_logprobs(model, p, r) - torch.tensor(r.logprobs)).abs().max().item())
+            full = _full_logprobs(model, p, r, eng.banned_token_ids)
+            worst = max(worst, (full - torch.tensor(r.logprobs)).abs().max().item())
     # left padding, images (3D rope), KV cache and row compaction reproduce the full forward
     assert worst < 1e-4
     again = HFEngine(model, proc, batch_size=12).generate(ps, sp, n=3, seed=7)
@@ -283,3 +313,56 @@ def test_vllm_engine_contract(tmp_path):
         assert r.finish_reason in ("stop", "length", "forced") and len(r.forced) == len(r.token_ids)
         if r.finish_reason == "forced":
             assert r.forced[4:6] == [True, True]
+
+
+def test_banned_token_ids_of_the_tiny_preset(tiny):
+    model, proc = tiny
+    tok, cfg = proc.tokenizer, model.config
+    want = tuple(sorted(tok.convert_tokens_to_ids(t) for t in BANNED_TOKENS))
+    assert len(set(want)) == 6 and cfg.image_token_id in want and cfg.video_token_id in want
+    assert banned_token_ids(proc) == want and banned_token_ids(tok, cfg) == want
+    assert HFEngine(model, proc).banned_token_ids == want
+    assert banned_token_ids(tok, cfg, vocab_size=min(want) + 1) == (min(want),)
+
+
+def test_image_token_with_a_huge_logit_is_never_sampled(tiny):
+    model, proc = tiny
+    img = model.config.image_token_id
+    ps = _prompts(model, proc)
+    m2 = copy.deepcopy(model)
+    # point the image token's output row along every prompt's mean final hidden state, scaled so
+    # that the unmasked policy puts nearly all its mass on <|image|>
+    with torch.no_grad():
+        hs = [m2(input_ids=torch.tensor([p.input_ids]), output_hidden_states=True).hidden_states[-1][0].mean(0)
+              for p in ps[2:]]
+        u = torch.stack(hs).mean(0)
+        m2.lm_head.weight[img] = 400.0 * u / u.norm() ** 2
+        p_img = m2(input_ids=torch.tensor([ps[2].input_ids])).logits[0, -1].float().softmax(-1)[img].item()
+    assert p_img > 0.99
+    eng = HFEngine(m2, proc, batch_size=16)
+    banned = set(eng.banned_token_ids)
+    out = eng.generate(ps, SamplingParams(max_new_tokens=10), n=4, seed=5)
+    n_tok = 0
+    for p, rs in zip(ps, out):
+        for r in rs:
+            assert not banned & set(r.token_ids)
+            n_tok += len(r.token_ids)
+            # the returned log-probs are of the masked distribution the full forward gives
+            full = _full_logprobs(m2, p, r, eng.banned_token_ids)
+            assert (full - torch.tensor(r.logprobs)).abs().max().item() < 1e-4
+    assert n_tok >= 12 * 2
+    # the masked distribution sums to 1 over the allowed vocabulary and is 0 on the banned ids
+    with torch.no_grad():
+        logits = m2(input_ids=torch.tensor([ps[2].input_ids])).logits[0]
+    probs = mask_banned(logits, eng.banned_token_ids).log_softmax(-1).exp().double()
+    allowed = torch.ones(probs.shape[-1], dtype=torch.bool)
+    allowed[list(banned)] = False
+    assert probs[:, allowed].sum(-1).tolist() == pytest.approx([1.0] * probs.shape[0], abs=1e-6)
+    assert probs[:, ~allowed].abs().max().item() == 0.0
+    # greedy too: without the mask every greedy row would start with <|image|>
+    greedy = eng.generate(ps[2:], SamplingParams(temperature=0.0, max_new_tokens=4), n=1)
+    assert not banned & set(greedy[0][0].token_ids) and greedy[0][0].token_ids
+    # control: with an empty ban list the same engine emits <|image|> at nearly every step
+    eng.banned_token_ids = ()
+    raw = eng.generate(ps, SamplingParams(max_new_tokens=10), n=4, seed=5)
+    assert sum(r.token_ids.count(img) for rs in raw for r in rs) >= n_tok // 2

@@ -23,7 +23,16 @@ advance together: the k-th new token sits at ``max(prompt positions) + 1 + k``. 
 ``generate`` gets the same numbers from cached ``rope_deltas``; the test compares our log-probs with
 a full forward over prompt + response.
 
-Log-probs. ``Rollout.logprobs[i]`` is ``log softmax(logits / T)[token_i]`` over the *whole*
+Banned tokens. The six structural multimodal tokens (``<|image|>``, ``<|video|>``,
+``<|begin_of_image|>``, ``<|end_of_image|>``, ``<|begin_of_video|>``, ``<|end_of_video|>``;
+:func:`banned_token_ids`) are never sampled: their logits are set to -inf before sampling. Random
+and weakly trained models emit them (the random tiny preset, unmasked: 4 of 2,344 sampled
+tokens, in 4 of 24 rollouts of ~100 tokens), and one ``<|image|>`` in a response makes it
+impossible to re-run through the model (transformers looks for image features it does not
+have). Masking changes the policy, so everything below is of the *masked* distribution, and the
+RL learner applies the same mask (``RLCSTrainer._forward_logp``). vLLM: ``VLLMEngine``.
+
+Log-probs. ``Rollout.logprobs[i]`` is ``log softmax(masked logits / T)[token_i]`` over the
 vocabulary: the temperature-scaled distribution before top-p truncation. At the RL setting
 (T = 1.0, top-p = 1.0) this is exactly the behaviour policy, and it is what the learner recomputes
 from its own forward, so the PPO ratio starts at 1. With top-p < 1 the true sampling probability is
@@ -57,6 +66,14 @@ from typing import Any, Iterable, Sequence
 FINISH_REASONS = ("stop", "length", "forced")
 STYLES = {"glm41v": ("</think>", "<answer>"), "glm45v": ("</think>",)}
 STOP_TOKENS = ("<|endoftext|>", "<|user|>", "<|observation|>")
+#: structural multimodal tokens: filled by the vision tower or framing images/videos, never text
+BANNED_TOKENS = ("<|image|>", "<|video|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
+                 "<|end_of_video|>")
+BANNED_CONFIG_KEYS = ("image_token_id", "video_token_id", "image_start_token_id", "image_end_token_id",
+                      "video_start_token_id", "video_end_token_id")
+#: vLLM logit bias of a banned token: exp(-1e4) is 0 in fp32/bf16, and a finite value survives
+#: vLLM's request serialisation where -inf may not
+VLLM_BAN_BIAS = -1.0e4
 
 
 @dataclass
@@ -130,17 +147,29 @@ def rollout_seed(seed: int, prompt_id: str, model_tag: str, index: int) -> int:
 # ----------------------------------------------------------------------------- pure cores
 
 
-def sample_from_logits(logits, uniforms, temperature: float, top_p: float):
-    """Samples one token per row by inverse CDF; returns (tokens, logprobs).
-
-    ``logits`` (B, V) float; ``uniforms`` (B,) in [0, 1) drawn from each row's own generator.
-    Log-probs are of softmax(logits / T) before top-p (see module docstring). T = 0 is greedy
-    (log-probs at T = 1). Top-p keeps the smallest prefix of the sorted distribution whose mass
-    reaches ``top_p`` (the top token is always kept).
-    """
+def mask_banned(logits, banned):
+    """fp32 copy of ``logits`` (..., V) with the ``banned`` ids (a sequence or LongTensor) at -inf."""
     import torch
 
     logits = logits.float()
+    if banned is None or len(banned) == 0:
+        return logits
+    idx = torch.as_tensor(banned, dtype=torch.long, device=logits.device)
+    return logits.index_fill(-1, idx, float("-inf"))
+
+
+def sample_from_logits(logits, uniforms, temperature: float, top_p: float, banned=None):
+    """Samples one token per row by inverse CDF; returns (tokens, logprobs).
+
+    ``logits`` (B, V) float; ``uniforms`` (B,) in [0, 1) drawn from each row's own generator.
+    ``banned`` token ids get logit -inf first: they are never drawn and the log-probs are of the
+    masked distribution. Log-probs are of softmax(logits / T) before top-p (see module docstring).
+    T = 0 is greedy (log-probs at T = 1). Top-p keeps the smallest prefix of the sorted
+    distribution whose mass reaches ``top_p`` (the top token is always kept).
+    """
+    import torch
+
+    logits = mask_banned(logits, banned)
     if temperature == 0:
         logp = torch.log_softmax(logits, dim=-1)
         tok = logits.argmax(dim=-1)
@@ -234,13 +263,33 @@ def special_ids(tokenizer, model=None, style: str = "glm41v") -> tuple[int, tupl
     return forced[0], tuple(forced), frozenset(stops)
 
 
+def banned_token_ids(tokenizer, config=None, vocab_size: int | None = None) -> tuple[int, ...]:
+    """Sorted ids of the structural multimodal tokens (``BANNED_TOKENS``) that the tokenizer
+    knows, plus the ids the model config names (``BANNED_CONFIG_KEYS``); ids >= ``vocab_size``
+    (no logit exists for them) are left out."""
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    unk = getattr(tok, "unk_token_id", None)
+    out = set()
+    for t in BANNED_TOKENS:
+        i = tok.convert_tokens_to_ids(t)
+        if i is not None and (unk is None or i != unk):
+            out.add(int(i))
+    if config is not None:
+        for k in BANNED_CONFIG_KEYS:
+            v = getattr(config, k, None)
+            if isinstance(v, int) and v >= 0:
+                out.add(v)
+    return tuple(sorted(i for i in out if vocab_size is None or i < vocab_size))
+
+
 class HFEngine:
     """Batched sampling with a KV cache over a transformers Glm4v model (CPU or GPU).
 
     ``batch_size`` bounds the rows (prompts x n) decoded together; prompts are grouped so a
     prompt's n rollouts always share a batch. ``model_tag`` enters every rollout's seed: the RL
     stage passes one per policy version (e.g. ``step-120``) so that a prompt drawn again at a later
-    step gets fresh samples, while a resumed step reproduces its own.
+    step gets fresh samples, while a resumed step reproduces its own. ``banned_token_ids`` (computed
+    once from tokenizer and config) are masked out of every sampling step.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, model_tag: str = "model"):
@@ -252,6 +301,9 @@ class HFEngine:
         self.image_token_id = int(getattr(cfg, "image_token_id"))
         pad = getattr(self.tokenizer, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else 0
+        # the config's vocab size, not lm_head's shape: ZeRO-3 leaves a partitioned (empty) weight
+        vocab = getattr(cfg.get_text_config(), "vocab_size", None)
+        self.banned_token_ids = banned_token_ids(self.tokenizer, cfg, vocab)
 
     @property
     def device(self):
@@ -276,6 +328,10 @@ class HFEngine:
 
         model, dev = self.model, self.device
         think_end, forced_seq, stops = special_ids(self.tokenizer, model, params.style)
+        hit = sorted(set(forced_seq) & set(self.banned_token_ids))
+        if hit:
+            raise ValueError(f"forced-answering tokens {hit} are banned multimodal tokens; check the tokenizer")
+        banned = torch.tensor(self.banned_token_ids, dtype=torch.long, device=dev)
         lens = [len(p.input_ids) for p in prompts]
         L = max(lens)
         ids = torch.full((len(prompts), L), self.pad_id, dtype=torch.long)
@@ -315,11 +371,12 @@ class HFEngine:
             active = list(range(len(rows)))
             while active:
                 u = torch.stack([torch.rand((), generator=gens[r], dtype=torch.float64) for r in active])
-                sampled, logp_all = self._sample(logits, u, params)
+                sampled, logp_all = sample_from_logits(logits, u, params.temperature, params.top_p, banned)
                 forced_now = [states[r].next_forced() for r in active]
                 if any(f is not None for f in forced_now):
                     ftok = torch.tensor([f if f is not None else 0 for f in forced_now], device=logits.device)
-                    fl = torch.log_softmax(logits.float() / (params.temperature or 1.0), -1).gather(1, ftok[:, None])[:, 0]
+                    fl = torch.log_softmax(mask_banned(logits, banned) / (params.temperature or 1.0), -1)
+                    fl = fl.gather(1, ftok[:, None])[:, 0]
                     isf = torch.tensor([f is not None for f in forced_now], device=logits.device)
                     sampled = torch.where(isf, ftok, sampled)
                     logp_all = torch.where(isf, fl, logp_all)
@@ -356,10 +413,6 @@ class HFEngine:
                 text=self.tokenizer.decode(body, skip_special_tokens=False),
             ))
         return res
-
-    @staticmethod
-    def _sample(logits, u, params: SamplingParams):
-        return sample_from_logits(logits, u, params.temperature, params.top_p)
 
 
 # ----------------------------------------------------------------------------- prompts from records
@@ -458,6 +511,12 @@ class VLLMEngine:
     Log-probs are vLLM's sampled-token log-probs (``logprobs=0``), computed from the processed
     logits of the temperature-scaled distribution; the learner should recompute old log-probs
     with its own forward when exact equality matters (vLLM and HF kernels differ in round-off).
+
+    Banned multimodal tokens (:func:`banned_token_ids`) get ``logit_bias`` ``VLLM_BAN_BIAS`` on every
+    request (vLLM's ``SamplingParams.logit_bias``, a ``{token id: bias}`` map added to the logits
+    before sampling), so they are never sampled. Depending on vLLM's ``logprobs_mode`` the returned
+    log-probs are of the raw or of the biased logits; the learner recomputes them over the masked
+    distribution either way.
     """
 
     def __init__(self, model_path: str, *, tokenizer=None, model_tag: str = "model", **llm_kwargs: Any):
@@ -468,6 +527,7 @@ class VLLMEngine:
         self.llm = LLM(model=str(model_path), **{"enable_prefix_caching": True, **llm_kwargs})
         self.tokenizer = tokenizer or self.llm.get_tokenizer()
         self.model_tag = model_tag
+        self.banned_token_ids = banned_token_ids(self.tokenizer)
 
     def sync_weights(self, named_tensors: Iterable[tuple[str, Any]]) -> None:
         weights = [(n, t.detach()) for n, t in named_tensors]
@@ -485,12 +545,13 @@ class VLLMEngine:
     def _run(self, reqs: list[tuple[str, list, int, int]], params: SamplingParams, stops: frozenset):
         from vllm import SamplingParams as VSP
 
+        ban = {"logit_bias": {i: VLLM_BAN_BIAS for i in self.banned_token_ids}} if self.banned_token_ids else {}
         inputs, sps = [], []
         for text, images, max_tokens, seed in reqs:
             inputs.append({"prompt": text, **({"multi_modal_data": {"image": images}} if images else {})})
             sps.append(VSP(n=1, temperature=params.temperature, top_p=params.top_p, max_tokens=max_tokens,
                            seed=seed, stop_token_ids=sorted(stops), logprobs=0, skip_special_tokens=False,
-                           detokenize=True))
+                           detokenize=True, **ban))
         outs = self.llm.generate(inputs, sps, use_tqdm=False)
         res = []
         for o in outs:

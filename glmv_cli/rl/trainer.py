@@ -28,9 +28,16 @@ the rest scoring and bookkeeping; the whole 40-step run used 2 min 23 s of CPU i
 Rows repeat their prompt's image per rollout (n× vision-tower work in the update); at the tiny
 preset's 16 image tokens that is noise, for real models a shared-prefix update would pay off.
 
-A response that samples an image/video placeholder token as text cannot be re-run through the
-model (the forward would look for image features): it keeps its reward in its group's baseline
-but is left out of the loss, fed as padding, and counted (``placeholder_rollouts_excluded``).
+Banned tokens. The rollout engine never samples the structural multimodal tokens
+(``<|image|>``, ``<|video|>``, image/video begin/end; ``rollout.banned_token_ids``): their
+logits are -inf, so the behaviour policy is the *masked* distribution. ``_forward_logp`` applies
+the same mask, so old, new and behaviour log-probs are of one distribution and the ratio is 1
+on-policy. The chunked LM-head path (``linear_logprobs``) gets the mask as an additive bias
+row of -inf at the banned ids: exact (the banned tokens leave the log-sum-exp; no
+log(1 − banned mass) subtraction, which loses all precision when that mass nears 1), no
+[tokens × vocab] tensor, and the kernel's own backward gives the banned rows of the head zero
+gradient. A banned token in a response can therefore only come from a foreign engine or a bug,
+and ``collate`` refuses it (``GlmvError``) instead of training on a row it cannot re-run.
 
 What a step logs (``metrics.jsonl``, one line per step, and per domain under ``domains``):
 reward, pass rate (reward ≥ 0.5), informative fraction, expansion ratio / EMA / top-up rounds,
@@ -57,6 +64,8 @@ from glmv_cli.rl.records import RLRecord
 PASS_THRESHOLD = 0.5
 JUDGE_ERRORS = ("drop", "fail")
 STATE_VERSION = 1
+#: logit of a banned token on the full-logits path (fp32): exp(MASKED_LOGIT - lse) == 0 exactly
+MASKED_LOGIT = -1.0e30
 
 
 @dataclass
@@ -129,6 +138,7 @@ class _Row:
     pixel_values: Any
     grid: Any
     domain: str
+    rid: str = ""
 
 
 class RLCSTrainer:
@@ -156,9 +166,8 @@ class RLCSTrainer:
         if cfg.loss.kl_coef > 0 and ref_model is None:
             raise GlmvError("--kl-coef > 0 needs a reference model (the stage keeps a frozen copy of --model)")
         self.image_token_id = int(self.model.config.image_token_id)
-        # placeholder ids the vision tower fills; a response that samples one cannot be re-run
-        self.placeholder_ids = {self.image_token_id} | {
-            int(v) for v in (getattr(self.model.config, "video_token_id", None),) if v is not None}
+        # never sampled by the engine; the learner masks them too (same distribution, ratio 1)
+        self.banned_ids: tuple[int, ...] = tuple(self.rollout.banned_token_ids)
         pad = getattr(self.tok, "pad_token_id", None)
         self.pad_id = int(pad) if pad is not None else 0
         self._prompts: dict[str, Any] = {}
@@ -252,7 +261,7 @@ class RLCSTrainer:
             for r, a in zip(g.rollouts, adv.tolist()):
                 rows.append(_Row(list(g.prompt.input_ids) + list(r.token_ids), len(g.prompt.input_ids),
                                  list(r.forced), list(r.logprobs), float(a), g.prompt.pixel_values, g.prompt.image_grid_thw,
-                                 g.record.domain))
+                                 g.record.domain, g.record.id))
         return rows
 
     def collate(self, rows: Sequence[_Row]) -> dict[str, Any]:
@@ -264,23 +273,22 @@ class RLCSTrainer:
         forced = torch.zeros((b, L - 1), dtype=torch.bool)
         behaviour = torch.zeros((b, L - 1), dtype=torch.float32)
         targets = torch.full((b, L - 1), self.pad_id, dtype=torch.long)
-        excluded = 0
+        banned = set(self.banned_ids)
         for i, r in enumerate(rows):
+            bad = [(k, t) for k, t in enumerate(r.ids[r.prompt_len:]) if t in banned]
+            if bad:
+                k, t = bad[0]
+                raise GlmvError(
+                    f"rollout of record '{r.rid}': response token {k} is the multimodal token id {t} "
+                    f"({self.tok.convert_ids_to_tokens(t)!r}), which the rollout engine masks out and never samples; "
+                    "the learner cannot re-run such a response (it would look for image features)")
             row = torch.tensor(r.ids)
             ids[i, :len(r.ids)] = row
             mask[i, :len(r.ids)] = 1
             targets[i, :len(r.ids) - 1] = row[1:]
             # logits at position t predict token t + 1: response token j sits at t = prompt_len - 1 + j
             s, e = r.prompt_len - 1, len(r.ids) - 1
-            bad = [k for k, t in enumerate(r.ids[r.prompt_len:]) if t in self.placeholder_ids]
-            if bad:
-                # an image placeholder sampled as text would make the forward look for image features
-                # that do not exist: feed pad instead and leave the whole response out of the loss
-                for k in bad:
-                    ids[i, r.prompt_len + k] = self.pad_id
-                excluded += 1
-            else:
-                resp[i, s:e] = 1.0
+            resp[i, s:e] = 1.0
             forced[i, s:e] = torch.tensor(r.forced, dtype=torch.bool)
             behaviour[i, s:e] = torch.tensor(r.logprobs, dtype=torch.float32)
         types = ((ids == self.image_token_id) & mask.bool()).long()
@@ -293,28 +301,54 @@ class RLCSTrainer:
                  "advantages": torch.tensor([r.advantage for r in rows], dtype=torch.float32),
                  "loss_mask": grpo.loss_mask_from_flags(resp, forced, mask_forced=self.cfg.loss.mask_forced_tokens),
                  "forced_mask": (forced & resp.bool()).float(), "behaviour_logp": behaviour,
-                 "targets": targets, "excluded_rows": float(excluded)}
+                 "targets": targets}
         if pv:
             batch["pixel_values"] = torch.cat(pv)
             batch["image_grid_thw"] = grid
         return batch
 
     @staticmethod
-    def _forward_logp(model: Any, batch: dict[str, Any], want_entropy: bool = False):
+    def _forward_logp(model: Any, batch: dict[str, Any], want_entropy: bool = False, banned: Sequence[int] = (),
+                      chunked: bool = True):
+        """(log-probs of ``batch["targets"]`` [b, L-1], entropy or None) under the policy with the
+        ``banned`` ids masked out. ``chunked`` (default) uses the fused LM-head kernel when no entropy
+        is wanted and the head is not ZeRO-3-partitioned; otherwise full fp32 logits.
+
+        Positions whose target is banned (the prompt's own ``<|image|>`` run; never a response token,
+        ``collate`` checks) have log-prob -inf under the mask; they get 0 and no gradient instead,
+        so the loss mask's zeros there multiply a finite number."""
         kw = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "mm_token_type_ids",
                                     "pixel_values", "image_grid_thw") if k in batch}
-        if not want_entropy:
-            from glmv_kernels.logprobs import linear_logprobs
+        targets = batch["targets"]
+        is_banned = None
+        if banned:
+            is_banned = torch.isin(targets, torch.tensor(list(banned), dtype=targets.dtype, device=targets.device))
+        if chunked and not want_entropy:
+            from glmv_kernels.logprobs import IGNORE_INDEX, linear_logprobs
             from glmv_kernels.model_loss import unwrap
 
             m = unwrap(model)
-            if not hasattr(m.lm_head.weight, "ds_id"):  # ZeRO-3 partitions the head: full logits below
+            w = m.lm_head.weight
+            if not hasattr(w, "ds_id"):  # ZeRO-3 partitions the head: full logits below
                 # chunked head: the [rows x L x vocab] logits never exist (vocab 151,552 at 8K+ tokens)
                 hidden = m.model(**kw, use_cache=False)[0][:, :-1]
-                return linear_logprobs(hidden, m.lm_head.weight, batch["targets"].to(hidden.device),
-                                       bias=m.lm_head.bias), None
-        logits = model(**kw, use_cache=False).logits[:, :-1]
-        logp = grpo.token_logprobs(logits, batch["targets"])
+                bias = m.lm_head.bias
+                if banned:
+                    ban = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+                    ban.index_fill_(0, torch.tensor(list(banned), dtype=torch.long, device=w.device), float("-inf"))
+                    bias = ban if bias is None else bias + ban
+                    targets = targets.masked_fill(is_banned, IGNORE_INDEX)  # log-prob 0, no gradient
+                return linear_logprobs(hidden, w, targets.to(hidden.device), bias=bias), None
+        logits = model(**kw, use_cache=False).logits[:, :-1].float()
+        if banned:
+            # a finite floor, not -inf: exp() is exactly 0 either way, but entropy's p * log p stays
+            # 0 instead of 0 * -inf = nan
+            idx = torch.tensor(list(banned), dtype=torch.long, device=logits.device)
+            logits = logits.index_fill(-1, idx, MASKED_LOGIT)
+            targets = targets.to(logits.device).masked_fill(is_banned.to(logits.device), 0)
+        logp = grpo.token_logprobs(logits, targets)
+        if banned:
+            logp = logp.masked_fill(is_banned.to(logp.device), 0.0)
         ent = grpo.entropy_from_logits(logits) if want_entropy else None
         return logp, ent
 
@@ -332,14 +366,14 @@ class RLCSTrainer:
         self.model.eval()
         with torch.no_grad():
             for b in micro:
-                b["old_logp"] = self._forward_logp(self.model, b)[0]
+                b["old_logp"] = self._forward_logp(self.model, b, banned=self.banned_ids)[0]
                 if self.ref_model is not None:
-                    b["ref_logp"] = self._forward_logp(self.ref_model, b)[0]
+                    b["ref_logp"] = self._forward_logp(self.ref_model, b, banned=self.banned_ids)[0]
         kw = lc.loss_kwargs()
         stats: list[dict[str, float]] = []
 
         def loss_fn(model: Any, batch: dict[str, Any]) -> torch.Tensor:
-            logp, ent = self._forward_logp(model, batch, want_entropy=lc.entropy_coef != 0)
+            logp, ent = self._forward_logp(model, batch, want_entropy=lc.entropy_coef != 0, banned=self.banned_ids)
             loss, m = grpo.rlcs_loss(logp, batch["old_logp"], batch["advantages"], batch["loss_mask"],
                                      ref_logp=batch.get("ref_logp"), entropy=ent, denominator=1.0, **kw)
             stats.append(m)
@@ -372,7 +406,6 @@ class RLCSTrainer:
             "approx_kl": wavg("approx_kl"), "loss_tokens": tot / max(1, len(steps)),
             "forced_tokens_masked": forced_tokens if lc.mask_forced_tokens else 0.0,
             "behaviour_logp_gap": gap,
-            "placeholder_rollouts_excluded": sum(float(b["excluded_rows"]) for b in micro),
             "update_tokens_per_s": tok / max(tsec, 1e-9), "update_s": tsec,
         }
 
