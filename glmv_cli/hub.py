@@ -224,8 +224,13 @@ def _number(v: Any) -> float | None:
     return float(v)
 
 
+# Generation accounting that glmv eval stores beside the scores: counts, not results to publish.
+ACCOUNTING = frozenset({"n", "sample_len", "failed_generations", "truncated", "forced", "no_answer"})
+
+
 def eval_results(metrics: dict[str, Any]) -> list[tuple[str, str, float]]:
-    """``(task, metric, value)`` from an eval manifest's ``metrics["results"][task][metric]``."""
+    """``(task, metric, value)`` from an eval manifest's ``metrics["results"][task][metric]``
+    (scores only: the accounting keys in ``ACCOUNTING`` are left out of the model-index)."""
     results = metrics.get("results") if isinstance(metrics, dict) else None
     if not isinstance(results, dict):
         return []
@@ -236,7 +241,7 @@ def eval_results(metrics: dict[str, Any]) -> list[tuple[str, str, float]]:
         for key, value in per_metric.items():
             name, _, filt = str(key).partition(",")
             num = _number(value)
-            if num is None or name.endswith("_stderr"):
+            if num is None or name.endswith("_stderr") or name in ACCOUNTING:
                 continue
             out.append((str(task), name if filt in ("", "none") else f"{name} ({filt})", num))
     return out

@@ -333,6 +333,10 @@ def test_eval_results_shape():
     assert hub.eval_results({"results": {"t": {"acc,none": 1, "acc_stderr,none": 0.1, "em,strict": 0.5,
                                                "alias": "t", "flag": True, "nan": float("nan")},
                                          "bad": 3}}) == [("t", "acc", 1.0), ("t", "em (strict)", 0.5)]
+    # glmv eval's own shape: scores kept, generation accounting left out of the model-index
+    glmv_eval = {"results": {"glmv_synth": {"acc": 0.375, "mean_reward": 0.4, "no_answer": 0.0, "n": 128,
+                                            "failed_generations": 0, "truncated": 3, "forced": 2}}}
+    assert hub.eval_results(glmv_eval) == [("glmv_synth", "acc", 0.375), ("glmv_synth", "mean_reward", 0.4)]
 
 
 def test_eval_of_another_model_is_rejected(model, tmp_path):
