@@ -2,13 +2,15 @@
 
 Per record, in a worker process: read each image's header for its size (no decode), compute the
 grid the model's image processor will choose and so the ``<|image|>`` token count, tokenise with
-:mod:`glmv_cli.data.chat` (one Rust ``encode`` per record), then compute the 4-row position ids
-with numpy. Measured cost per small record (one or two images, benchmarks/pack_bench.py, CPU time
+:mod:`glmv_cli.data.chat` (cached pieces, a Rust ``encode`` for new text), then compute the 4-row
+position ids with numpy. Measured cost per small record (one or two images, benchmarks/pack_bench.py, CPU time
 on the shared 2-core dev machine under load 7-11): parse + validate 25-50 us, image headers 10-20
-us (PNG/JPEG/GIF/BMP sizes are read from the first bytes without PIL), chat tokenisation 125-280 us
-(chat.py: one Rust ``encode`` plus a per-token Python loop), ids/labels/positions 20-45 us, so
-2-4k records/s per core with the tokeniser the main cost. The output is a pure function of the
-record and the tokenizer, which is why any ``--workers`` count gives identical packs.
+us (PNG/JPEG/GIF/BMP sizes are read from the first bytes without PIL), chat tokenisation 60-120 us
+(chat.py: cached pieces between added tokens, a Rust ``encode`` only for new text, ids and labels
+as numpy arrays without a list round trip), positions 25-50 us, so ~3-4.5k records per CPU-second
+on one core; parsing, positions and the tokeniser's new text now cost about the same. The output
+is a pure function of the record and the tokenizer, which is why any ``--workers`` count gives
+identical packs.
 
 Labels: ``sft`` trains the assistant turns (chat.py decides which); ``pretrain`` trains every text
 token of a chat record too, and the text of ``{"text": ...}`` records. In both, image tokens and
@@ -125,7 +127,7 @@ class Encoder:
         return out
 
     def encode(self, rec: Record, input_index: int = 0) -> Encoded:
-        from glmv_cli.data.chat import ChatFormatError, encode_chat, encode_pretrain_text
+        from glmv_cli.data.chat import ChatFormatError, chat_arrays, pretrain_arrays
 
         grids = self.grids(rec)
         counts = [tokens_for_grid(g, self.settings) for g in grids]
@@ -133,19 +135,19 @@ class Encoder:
         layouts = [(self.video_processor.tokens_per_pair(g), plan.pair_timestamps) for _, plan, g in vids]
         try:
             if rec.kind == "text":
-                enc = encode_pretrain_text(self.tokenizer, rec.text, image_token_counts=counts,
-                                           video_layouts=layouts)
+                ids64, labels64 = pretrain_arrays(self.tokenizer, rec.text, image_token_counts=counts,
+                                                  video_layouts=layouts)
             else:
-                enc = encode_chat(self.tokenizer, rec.messages, image_token_counts=counts, style=self.style,
-                                  train_on=self.train_on, video_layouts=layouts)
+                ids64, labels64 = chat_arrays(self.tokenizer, rec.messages, image_token_counts=counts,
+                                              style=self.style, train_on=self.train_on, video_layouts=layouts)
         except ChatFormatError as e:  # schema.py checks the same rules first; this is a backstop
             raise RecordError(rec.path, rec.line, "messages" if rec.kind == "chat" else "text", str(e),
                               "bad_field") from None
-        ids = np.array(enc["input_ids"], dtype=np.int32)
+        ids = ids64.astype(np.int32)
         if self.mode == "pretrain" and rec.kind == "chat":
             labels = np.where(np.isin(ids, self._no_label_pretrain), IGNORE, ids).astype(np.int32)
         else:
-            labels = np.array(enc["labels"], dtype=np.int32)
+            labels = labels64.astype(np.int32)
         types = ids == self.image_token_id
         labels[types] = IGNORE
         labels[0] = IGNORE
