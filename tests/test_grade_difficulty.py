@@ -260,6 +260,6 @@ def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "messages": [{"role": "user", "content": "hi"}], "domain": "ocr"}\n')
     r = runner.invoke(app, _args(bad, out, ["tiny"]))
-    assert r.exit_code == 2 and "bad.jsonl:1: field 'answer': expected a non-empty string" in r.output
+    assert r.exit_code == 2 and "bad.jsonl:1: field 'answer': missing reference answer" in r.output
     r = runner.invoke(app, _args(tmp_path, out, ["tiny"]))
     assert r.exit_code == 2 and "has no manifest.json" in r.output

@@ -77,8 +77,9 @@ def resolve_data(path: str | Path, *, what: str = "--data") -> tuple[Path, Any, 
 
 
 def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail",
-                    what: str = "--data") -> tuple[list[RLRecord], dict[str, int]]:
-    """Reads and validates RL records; ``on_bad='skip'`` counts bad ones by reason instead."""
+                    what: str = "--data", limit: int | None = None) -> tuple[list[RLRecord], dict[str, int]]:
+    """Reads and validates RL records (used by rlcs and grade-difficulty); ``on_bad='skip'`` counts
+    bad ones by reason instead; ``limit`` keeps the first N usable records."""
     from glmv_cli.data.schema import RecordError, parse_record
 
     p = Path(path)
@@ -118,6 +119,8 @@ def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail
             seen.add(rec.id)
             extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
             out.append(RLRecord(rec.id, dom, ans, rec, extra, raw.get("difficulty")))
+            if limit is not None and len(out) >= limit:
+                break
     if not out:
         raise GlmvError(f"{what} '{p}' has no usable RL records")
     return out, bad

@@ -133,44 +133,6 @@ def _data_file(data: Path) -> tuple[Path, Manifest | None]:
     return data, None
 
 
-def load_records(path: Path, *, on_bad: str = "fail", limit: int | None = None) -> tuple[list[dict], dict[str, int]]:
-    """RL records as dicts {record, raw}; bad ones raise (fail) or are counted by reason (skip)."""
-    from glmv_cli.data.schema import RecordError, parse_record
-
-    recs: list[dict] = []
-    bad: dict[str, int] = {}
-    seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for ln, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = parse_record(line, path=str(path), line=ln, mode="pretrain")
-                raw = json.loads(line)
-                if rec.kind != "chat":
-                    raise RecordError(path, ln, "messages", "missing (an RL record needs 'messages')", "bad_field")
-                if not any(m["role"] == "user" for m in rec.messages):
-                    raise RecordError(path, ln, "messages", "no user turn to prompt with", "bad_field")
-                for fld in ("answer", "domain"):
-                    if not isinstance(raw.get(fld), str) or not raw[fld]:
-                        raise RecordError(path, ln, fld, "expected a non-empty string (RL records are verified "
-                                          "against their reference answer)", "bad_field")
-                if rec.id in seen:
-                    raise RecordError(path, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
-            except RecordError as e:
-                if on_bad == "fail":
-                    raise
-                bad[e.reason] = bad.get(e.reason, 0) + 1
-                continue
-            seen.add(rec.id)
-            recs.append({"record": rec, "raw": raw})
-            if limit is not None and len(recs) >= limit:
-                break
-    if not recs:
-        raise GlmvError(f"--data '{path}' has no usable RL records")
-    return recs, bad
-
-
 # ----------------------------------------------------------------------------- progress file
 
 
@@ -290,7 +252,9 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     from glmv_cli.rl.difficulty import grade_sample, read_human_labels, spearman, tier_histograms
 
     reward_cfg = load_config(opts.reward_config)
-    recs, bad = load_records(data_file, on_bad=opts.on_bad, limit=opts.limit)
+    from glmv_cli.rl.records import load_rl_records
+
+    recs, bad = load_rl_records(data_file, reward_cfg, on_bad=opts.on_bad, limit=opts.limit)
     labels = read_human_labels(opts.human_labels) if opts.human_labels else {}
     data_sha = hashlib.sha256(data_file.read_bytes()).hexdigest()
     fingerprint = _rollout_fingerprint(opts, data_sha)
@@ -327,7 +291,7 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     gen_time = 0.0
     dev = _device(opts.device)
     for mi, spec in enumerate(opts.models):
-        todo = [j for j, c in enumerate(chunks) if any((mi, r["record"].id) not in done for r in c)]
+        todo = [j for j, c in enumerate(chunks) if any((mi, r.id) not in done for r in c)]
         if not todo:
             continue
         import torch
@@ -341,19 +305,17 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
                             thinking_budget=opts.thinking_budget, answer_budget=opts.answer_budget, style=style)
         for j in todo:
             chunk = chunks[j]
-            prompts = make_prompts([r["record"] for r in chunk])
+            prompts = make_prompts([r.record for r in chunk])
             t0 = time.perf_counter()
             with torch.no_grad():
                 outs = engine.generate(prompts, sp, n=opts.k, seed=opts.seed)
             gen_time += time.perf_counter() - t0
             lines = []
             for r, rolls in zip(chunk, outs):
-                raw = r["raw"]
-                ptext = prompt_text(r["record"].messages)
-                extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
-                rewards = [score(ptext, ro.text, raw["answer"], raw["domain"], extra, config=cfg) for ro in rolls]
+                ptext = prompt_text(r.record.messages)
+                rewards = [score(ptext, ro.text, r.answer, r.domain, r.extra, config=cfg) for ro in rolls]
                 gen_tokens += sum(ro.num_tokens for ro in rolls)
-                line = {"model": mi, "model_name": spec, "chunk": j, "id": r["record"].id, "rewards": rewards,
+                line = {"model": mi, "model_name": spec, "chunk": j, "id": r.id, "rewards": rewards,
                         "lengths": [ro.num_tokens for ro in rolls], "finish": [ro.finish_reason for ro in rolls]}
                 if opts.save_responses:
                     line["responses"] = [ro.text for ro in rolls]
@@ -366,7 +328,7 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     results = []
     finish_counts: dict[str, int] = {}
     for r in recs:
-        rid, raw = r["record"].id, r["raw"]
+        rid = r.id
         per = [done[(mi, rid)] for mi in range(len(opts.models))]
         for d in per:
             for f in d["finish"]:
@@ -376,7 +338,7 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
                          human_weight=opts.human_weight)
         for name, m in zip(opts.models, g["models"]):
             m["model"] = name
-        results.append({"id": rid, "domain": raw["domain"], "data_difficulty": raw.get("difficulty"), **g,
+        results.append({"id": rid, "domain": r.domain, "data_difficulty": r.difficulty, **g,
                         "human_label": labels.get(rid)})
     with open(stage_dir / RESULTS, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(x) + "\n" for x in results)
