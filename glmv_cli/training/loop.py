@@ -129,13 +129,16 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
     losses: list[float] = []
     tok_total, t_run = 0.0, time.perf_counter()
     per_epoch = n // G
+    # ZeRO-3 gathers parameters through the root module's forward hooks; the chunked loss calls the
+    # inner model directly (and would fall back to full logits for the partitioned head anyway).
+    loss_fn = chunked_lm_loss_sum if cfg.chunked_loss and cfg.zero_stage != 3 else lm_loss_sum
     try:
         while engine.step < engine.total_steps:
             step = engine.step
             idx = batch_indices(step, n, G, cfg.seed)
             mine = rank_micro_batches(idx, micro, engine.world, engine.rank)
             mbs = [concat_packs([packs[i] for i in grp]) for grp in mine]
-            m = engine.train_step(mbs, loss_fn=chunked_lm_loss_sum if cfg.chunked_loss else lm_loss_sum)
+            m = engine.train_step(mbs, loss_fn=loss_fn)
             lens = [sample_lengths(mb["position_ids"]) for mb in mbs if "position_ids" in mb]
             patches = sum(int(mb["pixel_values"].shape[0]) for mb in mbs
                           if mb.get("pixel_values") is not None)

@@ -291,7 +291,8 @@ HELP = {
     "precision": "auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.",
     "activation_checkpointing": "Recompute activations in the backward pass (less memory, ~30% more compute).",
     "chunked_loss": "Compute the LM loss through the chunked LM head (glmv_kernels): the full logits are never "
-                    "materialised. --no-chunked-loss uses the plain full-logits cross-entropy.",
+                    "materialised (ZeRO-3 always uses full logits). --no-chunked-loss uses the plain full-logits "
+                    "cross-entropy.",
     "checkpoint_every": "Save a resumable checkpoint every N steps (0: only at the end).",
     "keep_checkpoints": "Checkpoints kept while training (newest first).",
     "keep_final_checkpoint": "Keep the last checkpoint in the artifact (not hashed) to continue training later.",
