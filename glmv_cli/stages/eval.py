@@ -69,14 +69,10 @@ class EvalOptions:
             raise GlmvError(f"--limit must be >= 1, got {self.limit}")
         if self.batch_size < 1:
             raise GlmvError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.thinking_budget < 1:
-            raise GlmvError(f"--thinking-budget must be >= 1, got {self.thinking_budget}")
-        if self.answer_budget < 1:
-            raise GlmvError(f"--answer-budget must be >= 1, got {self.answer_budget}")
-        if self.temperature < 0:
-            raise GlmvError(f"--temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise GlmvError(f"--top-p must be in (0, 1], got {self.top_p}")
+        from glmv_cli.evaluation.adapter import GenSettings  # the adapter's own checks, one place
+
+        GenSettings(thinking_budget=self.thinking_budget, answer_budget=self.answer_budget,
+                    temperature=self.temperature, top_p=self.top_p).validate()
         if self.style is not None and self.style not in ("glm41v", "glm45v"):
             raise GlmvError(f"--style must be glm41v or glm45v, got '{self.style}'")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
