@@ -121,12 +121,16 @@ for dom in domains + ["all"]:
     print(f"{dom:<10} {len(ids):>4} {majority[dom]:>8.3f} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {dm:>+12.3f} +- {dse:.3f}")
 ev = [json.loads(l) for l in (d / "rlcs" / "eval.jsonl").read_text().splitlines() if l.strip()]
 if ev:
-    a, b = ev[0], ev[-1]
-    diff = b["reward"] - a["reward"]
-    se = math.hypot(a["reward_se"], b["reward_se"])
+    # the same held-out prompts at every eval: the change is paired per prompt
+    a = ev[0]
     print(f"\nrlcs held-out reward (T={a['temperature']}, {a['samples_per_prompt']} samples x "
-          f"{a['prompts']} prompts): step {a['step']} {a['reward']:.3f} +- {a['reward_se']:.3f} -> "
-          f"step {b['step']} {b['reward']:.3f} +- {b['reward_se']:.3f} ({diff / se:+.1f} SE)")
+          f"{a['prompts']} prompts), change paired per prompt against step {a['step']}:")
+    print(f"  step {a['step']:>4}: {a['reward']:.3f} +- {a['reward_se']:.3f}")
+    for b in ev[1:]:
+        ids = sorted(a["per_prompt"])
+        dm, dse = mean_se([b["per_prompt"][i] - a["per_prompt"][i] for i in ids])
+        print(f"  step {b['step']:>4}: {b['reward']:.3f} +- {b['reward_se']:.3f}   change {dm:+.3f} +- {dse:.3f}"
+              f" ({dm / dse if dse else 0.0:+.1f} SE)")
 times = [l.split("\t") for l in (d / "timings.tsv").read_text().splitlines()] if (d / "timings.tsv").exists() else []
 if times:
     print("\nwall time per stage (s): " + ", ".join(f"{n} {t}" for n, t in times))

@@ -41,6 +41,7 @@ SCRIPTS = sorted(RECIPES.rglob("*.sh"))
 PAPER_FILES = ["pack-pretrain.yaml", "pretrain.yaml", "pack-long.yaml", "extend-context.yaml", "pack-sft.yaml",
                "sft.yaml", "grade-difficulty.yaml", "rlcs.yaml", "eval.yaml"]
 TRAINING = ("pretrain", "extend-context", "sft")
+DISTRIBUTED = (*TRAINING, "rlcs")  # launched with torchrun by launch.sh
 # flags that are optional for Click but required by the stage's own validation (launch.sh passes them)
 CHECKED_LATER = {"eval": ("model", "out")}
 
@@ -112,7 +113,8 @@ def world_sizes() -> dict[str, int]:
     text = LAUNCH.read_text(encoding="utf-8")
     gpus = int(re.search(r'GPUS_PER_NODE="\$\{GPUS_PER_NODE:-(\d+)\}"', text).group(1))
     nodes = {k: int(v) for k, v in re.findall(r'^(\w+)_NODES="\$\{\1_NODES:-(\d+)\}"', text, re.M)}
-    return {"pretrain": nodes["PRETRAIN"] * gpus, "extend-context": nodes["LONG"] * gpus, "sft": nodes["SFT"] * gpus}
+    return {"pretrain": nodes["PRETRAIN"] * gpus, "extend-context": nodes["LONG"] * gpus, "sft": nodes["SFT"] * gpus,
+            "rlcs": nodes["RL"] * gpus}
 
 
 def validate_stage(stage: str, kw: dict[str, Any], world: int = 1, monkeypatch=None) -> Any:
@@ -133,7 +135,7 @@ def validate_stage(stage: str, kw: dict[str, Any], world: int = 1, monkeypatch=N
     if stage == "rlcs":
         from glmv_cli.stages.rlcs import options_from_kwargs
 
-        return options_from_kwargs(kw).validate()
+        return options_from_kwargs(kw).validate(world)
     if stage == "grade-difficulty":
         from glmv_cli.stages.grade_difficulty import GradeDifficultyOptions
 
@@ -304,13 +306,13 @@ def test_launch_dry_run_commands_parse():
     for prefix, stage, args in cmds:
         kw = parse(stage, args)  # every flag the script passes exists and converts
         assert Path(kw["recipe"]).parent == PAPER
-        if stage in TRAINING:
+        if stage in DISTRIBUTED:
             assert prefix[0] == "torchrun" and "--rdzv_backend" in prefix
             assert int(prefix[prefix.index("--nnodes") + 1]) * int(prefix[prefix.index("--nproc_per_node") + 1]) \
                 == world[stage]
             assert kw["resume"] == "auto"
             validate_stage(stage, kw, world=world[stage])
-        else:  # single-process stages; glmv rlcs refuses a multi-process launch
+        else:  # single-process stages
             assert prefix == ["python", "-m", "glmv_cli.main"]
     by_stage = {s: kw for s, kw in ((s, parse(s, a)) for _, s, a in cmds)}
     assert by_stage["rlcs"]["resume"] == "auto"

@@ -80,6 +80,16 @@ def test_rl_options_from_flags_and_recipe_forms():
         options_from_kwargs({"clip_eps_high": 0.1})
 
 
+def test_zero3_is_refused_over_several_processes_only():
+    from glmv_cli.stages.rlcs import options_from_kwargs
+
+    o = options_from_kwargs({"zero_stage": 3})
+    with pytest.raises(GlmvError, match="--zero-stage 3 is not supported by glmv rlcs over several processes"):
+        o.validate(world=2)
+    assert o.validate(world=1).zero_stage == 3
+    assert options_from_kwargs({"zero_stage": 2}).validate(world=4).batch.global_batch == 4
+
+
 def test_recipe_unknown_key_is_an_error_and_known_keys_apply(tmp_path, work):
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: 2\nclip_eps_hgh: 0.3\n")

@@ -49,13 +49,13 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Sequence
 
 import torch
 
 from glmv_cli.errors import GlmvError
-from glmv_cli.rl import grpo
+from glmv_cli.rl import grpo, sharding
 from glmv_cli.rl.config import RLCSConfig
 from glmv_cli.rl.curriculum import CurriculumSampler
 from glmv_cli.rl.expansion import ExpansionController, is_informative, select_groups
@@ -139,6 +139,7 @@ class _Row:
     grid: Any
     domain: str
     rid: str = ""
+    live: bool = True  # False: a placeholder row of a rank with no share (no loss tokens)
 
 
 class RLCSTrainer:
@@ -161,6 +162,8 @@ class RLCSTrainer:
             offline_pass_rates=offline_grades, seed=opts.seed, **cfg.curriculum.sampler_kwargs())
         self.controller: ExpansionController = cfg.expansion.controller()
         self.model = engine.module
+        self.rank, self.world = int(getattr(engine, "rank", 0)), int(getattr(engine, "world", 1))
+        self.probe = sharding.probe_params(self.model.config) if self.world > 1 else None
         self.rollout = HFEngine(self.model, self.tok, batch_size=opts.rollout_batch, model_tag="rlcs")
         self.ref_model = ref_model
         if cfg.loss.kl_coef > 0 and ref_model is None:
@@ -203,18 +206,26 @@ class RLCSTrainer:
 
         if not ids:
             return []
-        prompts = [self.prompt(i) for i in ids]
-        self.model.eval()
-        with torch.no_grad():
-            outs = self.rollout.generate(prompts, self.sampling_params(), n=self.cfg.rollout.group_size,
-                                         seed=self._seed(step, rnd))
+        mine = sharding.shard(ids, self.rank, self.world)  # all of them in one process
+        prompts = [self.prompt(i) for i in mine]
+        outs = []
+        if mine:
+            self.model.eval()
+            with torch.no_grad():
+                outs = self.rollout.generate(prompts, self.sampling_params(), n=self.cfg.rollout.group_size,
+                                             seed=self._seed(step, rnd))
         groups = []
-        for rid, p, rolls in zip(ids, prompts, outs):
+        for rid, p, rolls in zip(mine, prompts, outs):
             rec = self.by_id[rid]
             rewards, failed, gates = score_group(rec, prompt_text(rec.record.messages), [r.text for r in rolls],
                                                  self.reward_config)
             groups.append(ScoredGroup(rec, p, rolls, rewards, failed, gates))
-        return groups
+        if self.world == 1:
+            return groups
+        from glmv_cli.training import dist
+
+        every = sharding.gather_in_order([sharding.group_to_json(g) for g in groups], len(ids), dist.all_gather_json)
+        return [sharding.group_from_json(d, self.by_id[d["rid"]], self.prompt(d["rid"])) for d in every]
 
     # ------------------------------------------------------------------ one step
 
@@ -264,8 +275,17 @@ class RLCSTrainer:
                                  g.record.domain, g.record.id))
         return rows
 
+    def _probe_row(self) -> _Row:
+        """A one-token dummy image as its own row: runs the vision tower, adds no loss token."""
+        pr = self.probe
+        pv = torch.zeros(pr["merge"] ** 2, pr["patch_dim"])
+        return _Row([pr["image_token_id"]], 1, [], [], 0.0, pv, torch.tensor([[1, pr["merge"], pr["merge"]]]),
+                    "", "<vision-probe>", live=False)
+
     def collate(self, rows: Sequence[_Row]) -> dict[str, Any]:
         """Right-padded model inputs of some rows, with response-aligned loss tensors [b, L-1]."""
+        if self.probe is not None and all(r.pixel_values is None for r in rows):
+            rows = [*rows, self._probe_row()]
         b, L = len(rows), max(len(r.ids) for r in rows)
         ids = torch.full((b, L), self.pad_id, dtype=torch.long)
         mask = torch.zeros((b, L), dtype=torch.long)
@@ -286,6 +306,8 @@ class RLCSTrainer:
             ids[i, :len(r.ids)] = row
             mask[i, :len(r.ids)] = 1
             targets[i, :len(r.ids) - 1] = row[1:]
+            if not r.live:
+                continue
             # logits at position t predict token t + 1: response token j sits at t = prompt_len - 1 + j
             s, e = r.prompt_len - 1, len(r.ids) - 1
             resp[i, s:e] = 1.0
@@ -362,6 +384,10 @@ class RLCSTrainer:
         """Old log-probs, then ppo_epochs × mini_batches optimizer steps; returns update metrics."""
         lc = self.cfg.loss
         mb = max(1, self.opts.micro_batch)
+        if self.world > 1:
+            # a rank without a share still runs one micro batch (the same collectives everywhere)
+            # on a copy of a row that contributes no loss token
+            rows = sharding.shard(rows, self.rank, self.world) or [replace(rows[0], live=False)]
         micro = [self.collate(rows[i:i + mb]) for i in range(0, len(rows), mb)]
         self.model.eval()
         with torch.no_grad():
@@ -388,22 +414,30 @@ class RLCSTrainer:
         tok = sum(s["tokens"] for s in steps)
         tsec = sum(s["time_s"] for s in steps)
         w = [s.get("tokens", 0.0) for s in stats]
-        tot = sum(w) or 1.0
+        keys = ("clip_frac_high", "clip_frac_low", "dual_clip_frac", "approx_kl")
+        # token-weighted over every rank's micro batches: the same figures as one process
+        from glmv_cli.training import dist
+
+        sums = dist.all_sum([sum(w)] + [sum(s.get(k, 0.0) * t for s, t in zip(stats, w)) for k in keys]
+                            + [sum(float(b["forced_mask"].sum()) for b in micro)])
+        tot = sums[0] or 1.0
+        avg = {k: v / tot for k, v in zip(keys, sums[1:-1])}
 
         def wavg(key: str) -> float:
-            return sum(s.get(key, 0.0) * t for s, t in zip(stats, w)) / tot
+            return avg[key]
 
-        forced_tokens = sum(float(b["forced_mask"].sum()) for b in micro)
+        forced_tokens = sums[-1]
         # |learner − rollout engine| log-prob on sampled tokens before the update: ~1e-6 at T = 1
         # (same weights, two code paths: KV-cache decode vs full forward); a large gap means
         # misaligned tokens or a temperature ≠ 1 behaviour policy
-        gap = max(float(((b["old_logp"] - b["behaviour_logp"]).abs() * b["loss_mask"]).max()) for b in micro)
+        (gap,) = dist.all_max([max(float(((b["old_logp"] - b["behaviour_logp"]).abs() * b["loss_mask"]).max())
+                                   for b in micro)])
         return {
             "loss": steps[-1]["loss"], "loss_first": steps[0]["loss"], "lr": steps[-1]["lr"],
             "grad_norm": steps[-1]["grad_norm"], "optimizer_steps": float(len(steps)),
             "clip_frac_high": wavg("clip_frac_high"), "clip_frac_low": wavg("clip_frac_low"),
             "clip_frac": wavg("clip_frac_high") + wavg("clip_frac_low"), "dual_clip_frac": wavg("dual_clip_frac"),
-            "approx_kl": wavg("approx_kl"), "loss_tokens": tot / max(1, len(steps)),
+            "approx_kl": wavg("approx_kl"), "loss_tokens": sums[0] / max(1, len(steps)),
             "forced_tokens_masked": forced_tokens if lc.mask_forced_tokens else 0.0,
             "behaviour_logp_gap": gap,
             "update_tokens_per_s": tok / max(tsec, 1e-9), "update_s": tsec,
@@ -447,29 +481,38 @@ class RLCSTrainer:
         if not records:
             return {}
         n = max(1, self.opts.eval_samples)
+        mine = sharding.shard(records, self.rank, self.world)
         prompts = [prompt_from_record(r.record, self.tok, self.processor.image_processor, style=self.opts.style)
-                   for r in records]
+                   for r in mine]
         sp = self.sampling_params(temperature=self.opts.eval_temperature)
         self.model.eval()
         t0 = time.perf_counter()
-        with torch.no_grad():
-            outs = self.rollout.generate(prompts, sp, n=n, seed=self.opts.seed + 7_777_777)
+        outs = []
+        if mine:
+            with torch.no_grad():
+                outs = self.rollout.generate(prompts, sp, n=n, seed=self.opts.seed + 7_777_777)
+        scored = []  # per record: (judge failed, mean reward, response lengths)
+        for rec, rolls in zip(mine, outs):
+            rewards, failed, _ = score_group(rec, prompt_text(rec.record.messages), [r.text for r in rolls],
+                                             self.reward_config)
+            scored.append([failed, sum(rewards) / len(rewards), [r.num_tokens for r in rolls]])
+        if self.world > 1:
+            from glmv_cli.training import dist
+
+            scored = sharding.gather_in_order(scored, len(records), dist.all_gather_json)
         per_prompt: list[float] = []
         by_id: dict[str, float] = {}
         by_dom: dict[str, list[float]] = {}
         lens: list[int] = []
         judge_failed = 0
-        for rec, rolls in zip(records, outs):
-            rewards, failed, _ = score_group(rec, prompt_text(rec.record.messages), [r.text for r in rolls],
-                                             self.reward_config)
+        for rec, (failed, v, rlens) in zip(records, scored):
             if failed:
                 judge_failed += 1
                 continue
-            v = sum(rewards) / len(rewards)
             per_prompt.append(v)
             by_id[rec.id] = v
             by_dom.setdefault(rec.domain, []).append(v)
-            lens.extend(r.num_tokens for r in rolls)
+            lens.extend(rlens)
         mean, se = mean_se(per_prompt)
         out: dict[str, Any] = {"step": self.step, "reward": mean, "reward_se": se, "prompts": len(per_prompt),
                                "samples_per_prompt": n, "temperature": self.opts.eval_temperature,

@@ -2,8 +2,9 @@
 
 Same engine and options as pretrain; the model's ``max_position_embeddings`` is raised to
 ``--seq-len`` when smaller (GLM-4.1V's M-RoPE has no trained length limit, only the config field),
-and the packs must be at most ``--seq-len`` long. Activation checkpointing is on by default here:
-at 32k tokens the activations, not the weights, dominate memory.
+and the packs must be at most ``--seq-len`` long. Activation checkpointing is ``full`` by default
+here: at 32k tokens the activations, not the weights, dominate memory (``--activation-checkpointing llm``
+or ``every-N`` trade some of it back for speed; ``--vision-chunk-images`` bounds the vision side).
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ from dataclasses import dataclass
 from glmv_cli.artifacts import Manifest
 from glmv_cli.training.run import TrainOptions
 
-FIELDS = ["model", "data", "out", "seq_len", "train", "lr", "betas", "adam_eps", "weight_decay", "warmup_steps",
-          "schedule", "min_lr_ratio", "clip", "micro_batch", "global_batch", "zero_stage", "precision",
-          "activation_checkpointing", "checkpoint_every", "keep_checkpoints", "keep_final_checkpoint", "seed",
-          "max_steps", "epochs", "log_every", "peak_tflops", "resume", "overwrite"]
-DEFAULTS = {"seq_len": 32768, "activation_checkpointing": True, "lr": 5e-5}
+FIELDS = ["model", "data", "out", "seq_len", "train", "lr", "betas", "adam_eps", "weight_decay",
+          "warmup_steps", "schedule", "min_lr_ratio", "clip", "micro_batch", "global_batch", "zero_stage",
+          "precision", "activation_checkpointing", "vision_chunk_images", "checkpoint_every",
+          "keep_checkpoints", "keep_final_checkpoint", "seed", "max_steps", "epochs", "log_every",
+          "peak_tflops", "resume", "overwrite"]
+DEFAULTS = {"seq_len": 32768, "activation_checkpointing": "full", "lr": 5e-5}
 
 
 @dataclass
 class ExtendContextOptions(TrainOptions):
     seq_len: int = 32768
-    activation_checkpointing: bool = True
+    activation_checkpointing: str = "full"
 
     def validate(self, world: int = 1):
         from glmv_cli.errors import GlmvError

@@ -16,11 +16,11 @@ from glmv_cli.artifacts import Manifest
 from glmv_cli.errors import GlmvError
 from glmv_cli.training.run import TrainOptions
 
-FIELDS = ["model", "init_vision", "init_llm", "data", "out", "train", "lr", "betas", "adam_eps", "weight_decay",
-          "warmup_steps", "schedule", "min_lr_ratio", "clip", "micro_batch", "global_batch", "zero_stage",
-          "precision", "activation_checkpointing", "checkpoint_every", "keep_checkpoints",
-          "keep_final_checkpoint", "seed", "max_steps", "epochs", "log_every", "peak_tflops", "resume",
-          "overwrite"]
+FIELDS = ["model", "init_vision", "init_llm", "data", "out", "train", "lr", "betas", "adam_eps",
+          "weight_decay", "warmup_steps", "schedule", "min_lr_ratio", "clip", "micro_batch", "global_batch",
+          "zero_stage", "precision", "activation_checkpointing", "vision_chunk_images", "checkpoint_every",
+          "keep_checkpoints", "keep_final_checkpoint", "seed", "max_steps", "epochs", "log_every",
+          "peak_tflops", "resume", "overwrite"]
 
 
 @dataclass

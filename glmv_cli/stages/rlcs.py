@@ -10,7 +10,9 @@ Hugging Face format, ``metrics.jsonl``, ``eval.jsonl`` and ``plots/*.png`` → m
 Resume: checkpoints hold the engine state (weights, AdamW moments, RNG) plus the sampler (pass-rate
 counts, PCG64 state), the expansion EMA and the step as JSON. Rollouts are seeded by (seed, step,
 round), so ``--resume auto`` samples the same prompts and computes the same losses as the
-uninterrupted run. One process only: the rollout loop is not sharded across ranks.
+uninterrupted run. Under ``torchrun`` / ``deepspeed`` (ZeRO 0-2) each rank rolls out, updates on
+and evaluates 1/N of the prompts and rows and every rank sees every scored group (``rl.sharding``),
+so N processes follow the one-process run; rank 0 writes the artifact.
 
 Defaults of the training side differ from SFT where RL needs it: constant learning rate, no
 weight decay (the policy should stay near its SFT start; there is no KL term to hold it).
@@ -68,7 +70,8 @@ class RlcsOptions:
     train: str = "vision,merger,llm"
     zero_stage: int = 0
     precision: str = "auto"
-    activation_checkpointing: bool = False
+    activation_checkpointing: str = "off"  # off | full | llm | vision | every-N (true = full)
+    vision_chunk_images: int = 0
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     keep_final_checkpoint: bool = False
@@ -83,10 +86,17 @@ class RlcsOptions:
 
             self.rl = RLCSConfig()
 
-    def validate(self) -> Any:
-        """Checks every option; returns the engine's TrainConfig."""
+    def validate(self, world: int | None = None) -> Any:
+        """Checks every option for ``world`` processes (default: the launcher's); returns the
+        engine's TrainConfig."""
+        from glmv_cli.training import dist
         from glmv_cli.training.config import BatchConfig, OptimConfig, TrainConfig, parse_train
 
+        world = dist.env_world() if world is None else world
+        if world > 1 and self.zero_stage == 3:
+            raise GlmvError("--zero-stage 3 is not supported by glmv rlcs over several processes (ranks decode "
+                            "different numbers of tokens, and ZeRO-3 gathers parameters inside every forward); "
+                            "use --zero-stage 0, 1 or 2")
         if self.steps < 1:
             raise GlmvError(f"--steps must be >= 1, got {self.steps}")
         for name in ("eval_every", "eval_limit"):
@@ -117,11 +127,13 @@ class RlcsOptions:
             optim=OptimConfig(lr=self.lr, betas=betas, eps=self.adam_eps, weight_decay=self.weight_decay,
                               warmup_steps=self.warmup_steps, schedule=self.schedule,
                               min_lr_ratio=self.min_lr_ratio, clip=self.clip),
-            batch=BatchConfig(1, 1), zero_stage=self.zero_stage, precision=self.precision,
-            activation_checkpointing=self.activation_checkpointing, checkpoint_every=self.checkpoint_every,
+            # nominal: the RL update deals its rows itself (rl.sharding); one unit per rank
+            batch=BatchConfig(1, world), zero_stage=self.zero_stage, precision=self.precision,
+            activation_checkpointing=self.activation_checkpointing, vision_chunk_images=self.vision_chunk_images,
+            checkpoint_every=self.checkpoint_every,
             keep_checkpoints=self.keep_checkpoints, seed=self.seed, max_steps=self.steps,
             log_every=self.log_every, train=parse_train(self.train))
-        return cfg.validate(1)
+        return cfg.validate(world)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -154,7 +166,7 @@ def step_line(m: dict[str, Any], total: int) -> str:
 def _fingerprint(opts: RlcsOptions, data_sha: str, model_id: str, grades_sha: str | None) -> dict[str, Any]:
     skip = {"steps", "out", "overwrite", "resume", "checkpoint_every", "keep_checkpoints", "keep_final_checkpoint",
             "log_every", "eval_every", "eval_limit", "eval_samples", "eval_temperature", "eval_data", "rl",
-            "model", "data", "grades"}
+            "model", "data", "grades", "activation_checkpointing", "vision_chunk_images"}  # memory knobs may change
     o = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items() if k not in skip}
     return json.loads(json.dumps({"stage": STAGE, "model": model_id, "data_sha256": data_sha,
                                   "grades_sha256": grades_sha, "options": o, "rl": opts.rl.to_flat()}))
@@ -179,17 +191,16 @@ def _check_resume(staging: Path, fp: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------------- the stage
 
 
-def rlcs(opts: RlcsOptions) -> Manifest:
-    """Runs (or resumes) RLCS and writes the model artifact."""
+def rlcs(opts: RlcsOptions) -> Manifest | None:
+    """Runs (or resumes) RLCS and writes the model artifact; the manifest on rank 0, None on other
+    ranks (under torchrun / deepspeed: rollouts, update and eval are split over the ranks, see
+    ``rl.sharding``)."""
     from glmv_cli.artifacts import ArtifactWriter, read_manifest, sha256_file, staging_path
     from glmv_cli.rewards.scoring import load_config
     from glmv_cli.rl.records import load_data, load_grades, load_rl_records
     from glmv_cli.training import dist
 
     tcfg = opts.validate()
-    if dist.env_world() > 1:
-        raise GlmvError("glmv rlcs runs in one process (its rollout loop is not sharded); launch it without "
-                        "torchrun/deepspeed")
     if Path(opts.out).exists() and not opts.overwrite:
         raise GlmvError(f"--out '{opts.out}' already exists; choose a new path or pass --overwrite")
     reward_cfg = load_config(opts.reward_config)
@@ -247,45 +258,55 @@ def rlcs(opts: RlcsOptions) -> Manifest:
                             on_judge_error=opts.on_judge_error, eval_temperature=opts.eval_temperature,
                             eval_samples=opts.eval_samples, style=style)
     trainer = RLCSTrainer(engine, processor, data.records, opts.rl, reward_cfg, t_opts, offline_grades=grades,
-                          ref_model=ref_model, log=lambda s: print(s, flush=True))
+                          ref_model=ref_model, log=lambda s: print(s, flush=True) if engine.rank == 0 else None)
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(opts).items() if k != "rl"}
     options.update(opts.rl.to_flat())
     inputs = [m for m in (data.manifest, *model_inputs, grade_manifest) if m is not None]
     art = ArtifactWriter(opts.out, STAGE, options=options, inputs=inputs, overwrite=opts.overwrite,
                          resume=opts.resume == "auto", keep_on_error=True, exclude=("checkpoints",))
+    rank0 = engine.rank == 0
+    say = (lambda s: print(s, flush=True)) if rank0 else (lambda s: None)
     try:
-        art.open()
-        (staging / RUN_FILE).write_text(json.dumps(fp, indent=2), encoding="utf-8")
+        if rank0:
+            art.open()
+            (staging / RUN_FILE).write_text(json.dumps(fp, indent=2), encoding="utf-8")
+        dist.barrier()
         resumed_from = 0
         found = complete_checkpoints(staging) if opts.resume == "auto" else []
         if found:
             extra = engine.load_checkpoint(found[-1])
             trainer.load_state_dict(extra["rlcs"])
             resumed_from = trainer.step
-            print(f"resumed from {found[-1]} (step {resumed_from})", flush=True)
+            say(f"resumed from {found[-1]} (step {resumed_from})")
         mpath, epath = staging / METRICS, staging / EVALS
-        _truncate(mpath, resumed_from)
-        _truncate(epath, resumed_from)
+        if rank0:
+            _truncate(mpath, resumed_from)
+            _truncate(epath, resumed_from)
+        dist.barrier()  # every rank reads the eval log below
 
         def run_eval() -> None:
             if eval_recs:
                 e = trainer.evaluate(eval_recs)
-                _append(epath, e)
-                print(f"eval step {e['step']} | reward {e['reward']:.4f} ± {e['reward_se']:.4f} "
-                      f"(n={e['prompts']})", flush=True)
+                if rank0:
+                    _append(epath, e)
+                say(f"eval step {e['step']} | reward {e['reward']:.4f} ± {e['reward_se']:.4f} (n={e['prompts']})")
 
         def save() -> None:
             engine.save_checkpoint(staging / CKPT_DIR / ckpt_name(trainer.step), {"rlcs": trainer.state_dict()})
-            for old in complete_checkpoints(staging)[:-opts.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
+            if rank0:
+                for old in complete_checkpoints(staging)[:-opts.keep_checkpoints]:
+                    shutil.rmtree(old, ignore_errors=True)
+            dist.barrier()
 
         if eval_recs and not any(e.get("step") == trainer.step for e in _read_lines(epath)):
             run_eval()
+        dist.barrier()  # rank 0 may have appended to the eval log the others just read
         while trainer.step < opts.steps:
             m = trainer.train_step()
-            _append(mpath, m)
+            if rank0:
+                _append(mpath, m)
             if trainer.step % opts.log_every == 0 or trainer.step == opts.steps:
-                print(step_line(m, opts.steps), flush=True)
+                say(step_line(m, opts.steps))
             if eval_recs and opts.eval_every and trainer.step % opts.eval_every == 0 and trainer.step != opts.steps:
                 run_eval()
             if opts.checkpoint_every and trainer.step % opts.checkpoint_every == 0 and trainer.step != opts.steps:
@@ -295,6 +316,9 @@ def rlcs(opts: RlcsOptions) -> Manifest:
         if opts.keep_final_checkpoint:
             save()
         export_model(engine, processor, staging)
+        dist.barrier()
+        if not rank0:
+            return None
         from glmv_cli.rl.plots import plot_run
 
         metrics, evals = _read_lines(mpath), _read_lines(epath)
@@ -309,6 +333,7 @@ def rlcs(opts: RlcsOptions) -> Manifest:
         art.metrics.update({"resumed_from_step": resumed_from, "records": len(data.records),
                             "bad_records": data.skipped, "eval_records": len(eval_recs),
                             "grades_matched": len(grades) if grades else 0, "style": style,
+                            "world_size": engine.world, "zero_stage": opts.zero_stage,
                             "parameters": engine.n_params, "trainable_parameters": engine.n_trainable})
         return art.commit()
     finally:
@@ -373,7 +398,8 @@ HELP = {
     "train": "Comma list of what is trained: vision, merger, llm.",
     "zero_stage": "DeepSpeed ZeRO stage 0-3.",
     "precision": "auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.",
-    "activation_checkpointing": "Recompute activations in the backward pass.",
+    "activation_checkpointing": "Recompute activations in backward: off, full, llm, vision, every-N (see glmv sft --help).",
+    "vision_chunk_images": "Run the vision tower over at most N images at a time in the update (0 = all at once).",
     "checkpoint_every": "Save a resumable checkpoint every N steps (0: none until the end).",
     "keep_checkpoints": "Checkpoints kept while training.",
     "keep_final_checkpoint": "Keep the last checkpoint in the artifact (not hashed) to continue later.",
@@ -455,8 +481,13 @@ def register(app: Any) -> None:
         kw.pop("recipe", None)
         try:
             m = rlcs(options_from_kwargs(kw))
+            if m is None:  # not rank 0
+                return
             ev = m.metrics.get("eval_final")
             tail = f", held-out reward {m.metrics['eval_first']:.4f} -> {ev:.4f}" if ev is not None else ""
+            if "eval_gain_paired" in m.metrics:
+                g, se = m.metrics["eval_gain_paired"], m.metrics["eval_gain_paired_se"]
+                tail += f", paired change {g:+.4f} ± {se:.4f}" + (f" ({g / se:+.1f} SE)" if se > 0 else "")
             print(f"wrote {m.path} ({m.metrics.get('steps')} steps{tail})")
         finally:
             dist.shutdown()

@@ -11,6 +11,13 @@ step is split over ``world`` data-parallel ranks and ``accum`` micro steps:
 Schedule: linear warmup from 0 to ``lr`` over ``warmup_steps`` optimizer steps, then cosine (or
 constant / linear) decay to ``min_lr_ratio * lr`` at ``total_steps``. ``lr_at`` is a pure function
 of the step index so an exact resume needs no scheduler state.
+
+Activation memory (``glmv_cli.training.memory`` applies it): ``--activation-checkpointing`` takes
+a mode, parsed here in ONE place (``parse_checkpointing``, used by validation, by the flag's
+parser and by recipes): ``off``, ``full`` (every LM decoder layer and every vision block),
+``llm`` (decoder layers only), ``vision`` (vision blocks only) or ``every-N`` (decoder layers
+0, N, 2N, ... plus every vision block). YAML/old booleans keep working: true = full, false = off.
+``--vision-chunk-images N`` runs the vision tower over at most N images at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +30,30 @@ from glmv_cli.errors import GlmvError
 
 SCHEDULES = ("cosine", "linear", "constant")
 TRAINABLE = ("vision", "merger", "llm")
+CHECKPOINT_MODES = ("off", "full", "llm", "vision", "every-N")
+_BOOL_MODES = {"true": "full", "false": "off"}
+
+
+def parse_checkpointing(value: Any) -> str:
+    """The canonical ``--activation-checkpointing`` mode of ``value``, or a GlmvError naming the flag.
+
+    Accepts the modes of CHECKPOINT_MODES (case-insensitive, ``every-N`` with an integer N >= 1;
+    ``every-1`` is ``full``) and booleans (true -> full, false -> off), so the recipes written when
+    the flag was a switch stay valid.
+    """
+    if isinstance(value, bool):
+        return "full" if value else "off"
+    s = str(value).strip().lower()
+    s = _BOOL_MODES.get(s, s)
+    if s in ("off", "full", "llm", "vision"):
+        return s
+    if s.startswith("every-") and s[6:].isdigit() and int(s[6:]) >= 1:
+        n = int(s[6:])
+        return "full" if n == 1 else f"every-{n}"
+    raise GlmvError(
+        f"--activation-checkpointing must be one of {', '.join(CHECKPOINT_MODES)} (N an integer >= 1, e.g. "
+        f"every-2; true = full, false = off), got '{value}'"
+    )
 
 
 @dataclass
@@ -52,7 +83,9 @@ class TrainConfig:
     batch: BatchConfig = field(default_factory=BatchConfig)
     zero_stage: int = 0
     precision: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    activation_checkpointing: bool = False
+    # off | full | llm | vision | every-N (see parse_checkpointing; a bool is accepted and normalised)
+    activation_checkpointing: str = "off"
+    vision_chunk_images: int = 0  # 0: the vision tower sees all images of a micro batch at once
     # LM loss through glmv_kernels' chunked head: the [tokens x vocab] logits never exist
     # (CPU: 0.47-0.52x the time of the full-logits CE; 4 % of its peak memory at 8K tokens).
     chunked_loss: bool = True
@@ -99,6 +132,9 @@ class TrainConfig:
             raise GlmvError(f"--zero-stage must be 0, 1, 2 or 3, got {self.zero_stage}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise GlmvError(f"--precision must be auto, fp32 or bf16, got '{self.precision}'")
+        self.activation_checkpointing = parse_checkpointing(self.activation_checkpointing)
+        if self.vision_chunk_images < 0:
+            raise GlmvError(f"--vision-chunk-images must be >= 0 (0: off), got {self.vision_chunk_images}")
         if self.checkpoint_every < 0:
             raise GlmvError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
         if self.keep_checkpoints < 1:

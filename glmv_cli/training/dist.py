@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 
 def _free_port() -> int:
@@ -94,6 +95,44 @@ def all_sum(values: list[float]) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=dev)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def all_max(values: list[float]) -> list[float]:
+    """Element-wise maximum of a few numbers over ranks."""
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return list(values)
+    dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def all_gather_json(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` (JSON-serialisable), in rank order, on every rank.
+
+    JSON bytes in a uint8 tensor rather than ``all_gather_object``: that one pickles, and nothing
+    in glmv unpickles (DESIGN §3). Two collectives: the lengths, then the padded payloads."""
+    import json
+
+    import torch
+    import torch.distributed as dist
+
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [obj]
+    dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+    n = torch.tensor([len(data)], dtype=torch.int64, device=dev)
+    sizes = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(sizes, n)
+    top = max(int(s.item()) for s in sizes)
+    buf = torch.zeros(top, dtype=torch.uint8, device=dev)
+    buf[: len(data)] = torch.frombuffer(bytearray(data), dtype=torch.uint8).to(dev)
+    parts = [torch.empty_like(buf) for _ in sizes]
+    dist.all_gather(parts, buf)
+    return [json.loads(bytes(t[: int(s.item())].cpu().tolist()).decode("utf-8")) for t, s in zip(parts, sizes)]
 
 
 def shutdown() -> None:

@@ -2,11 +2,13 @@
 
 ``Engine(model, cfg, total_steps)`` freezes what ``cfg.train`` excludes, builds AdamW (no weight
 decay on biases and norms), and wraps the model with ``deepspeed.initialize`` (bf16 on GPU, fp32
-on CPU). ``train_step(micro_batches, loss_fn, count_fn)`` runs one optimizer step over any number
-of micro batches: ``count_fn`` counts each micro batch's loss units (label tokens by default), the
-counts are summed over all ranks first, and each micro loss is scaled by ``world / N_global`` so
-accumulation and data parallelism reproduce the single-big-batch gradient. The learning rate is
-set from the pure schedule ``lr_at(step)`` before every step, so resume needs no scheduler state.
+on CPU); ``--activation-checkpointing`` / ``--vision-chunk-images`` are applied by
+``training.memory.install`` before that. ``train_step(micro_batches, loss_fn, count_fn)`` runs
+one optimizer step over any number of micro batches: ``count_fn`` counts each micro batch's loss
+units (label tokens by default), the counts are summed over all ranks first, and each micro loss
+is scaled by ``world / N_global`` so accumulation and data parallelism reproduce the
+single-big-batch gradient. The learning rate is set from the pure schedule ``lr_at(step)`` before
+every step, so resume needs no scheduler state.
 pretrain / extend-context / sft use it through ``loop.fit``; the RL policy update calls
 ``train_step`` directly with its own loss.
 
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 
 from glmv_cli.errors import GlmvError
-from glmv_cli.training import dist
+from glmv_cli.training import dist, memory
 from glmv_cli.training.config import TrainConfig, lr_at
 from glmv_cli.training.loss import count_label_tokens, is_packed_lm_batch, lm_loss_sum, with_vision_probe
 
@@ -82,13 +84,9 @@ class Engine:
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise GlmvError(f"--train {','.join(cfg.train)} selects no parameters of this model")
-        if cfg.activation_checkpointing:
-            if hasattr(model, "activation_checkpointing_enable"):
-                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-            else:
-                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-            if hasattr(model, "enable_input_require_grads"):
-                model.enable_input_require_grads()
+        # Checkpointing granularity and the chunked vision tower (training.memory) wrap module
+        # forwards in place, before ZeRO-3 partitions the weights; inactive under no_grad / eval.
+        self.memory = memory.install(model, cfg.activation_checkpointing, cfg.vision_chunk_images)
         model.config.use_cache = False
         o = cfg.optim
         groups = [

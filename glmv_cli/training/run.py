@@ -48,7 +48,8 @@ class TrainOptions:
     global_batch: int = 1
     zero_stage: int = 0
     precision: str = "auto"
-    activation_checkpointing: bool = False
+    activation_checkpointing: str = "off"
+    vision_chunk_images: int = 0
     chunked_loss: bool = True
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
@@ -75,7 +76,8 @@ class TrainOptions:
                               min_lr_ratio=self.min_lr_ratio, clip=self.clip),
             batch=BatchConfig(micro_batch=self.micro_batch, global_batch=self.global_batch),
             zero_stage=self.zero_stage, precision=self.precision,
-            activation_checkpointing=self.activation_checkpointing, chunked_loss=self.chunked_loss,
+            activation_checkpointing=self.activation_checkpointing,
+            vision_chunk_images=self.vision_chunk_images, chunked_loss=self.chunked_loss,
             checkpoint_every=self.checkpoint_every,
             keep_checkpoints=self.keep_checkpoints, seed=self.seed, max_steps=self.max_steps,
             epochs=self.epochs, log_every=self.log_every, peak_tflops=self.peak_tflops,
@@ -147,9 +149,12 @@ def check_data_vs_model(ds: Any, model: Any, processor: Any, data_dir: Path, mic
 
 
 def fingerprint(stage: str, opts: TrainOptions, cfg: TrainConfig, data: Manifest, model_id: str) -> dict[str, Any]:
-    """What makes a run 'the same run' for --resume (JSON-normalised); length/logging options may change."""
+    """What makes a run 'the same run' for --resume (JSON-normalised); length/logging options may change,
+    and so may the activation-memory options (checkpointing is bitwise neutral, vision chunks change
+    only fp32 rounding), so a run that ran out of memory can resume with more checkpointing."""
     c = cfg.to_dict()
-    for k in ("max_steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every", "peak_tflops"):
+    for k in ("max_steps", "epochs", "checkpoint_every", "keep_checkpoints", "log_every", "peak_tflops",
+              "activation_checkpointing", "vision_chunk_images"):
         c.pop(k)
     return json.loads(json.dumps({"stage": stage, "model": model_id, "data_manifest_sha256": data.sha256,
                                   "train": c}))
@@ -196,6 +201,9 @@ def export_model(engine: Any, processor: Any, out_dir: Path) -> None:
         fresh = type(module)(module.config)
         fresh.load_state_dict(sd, strict=False)
         module = fresh
+    from glmv_cli.training import memory
+
+    memory.uninstall(module)  # the exported model runs its own forward (generation, eval)
     if hasattr(module, "activation_checkpointing_disable"):
         if getattr(module, "is_activation_checkpointing", False):
             module.activation_checkpointing_disable()
@@ -289,7 +297,13 @@ HELP = {
     "global_batch": "Packs per optimizer step over all processes; accumulation = global / (micro x processes).",
     "zero_stage": "DeepSpeed ZeRO stage 0-3.",
     "precision": "auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.",
-    "activation_checkpointing": "Recompute activations in the backward pass (less memory, ~30% more compute).",
+    "activation_checkpointing": "Recompute activations in the backward pass: off; full (every LM decoder layer and "
+                                "vision block); llm (decoder layers only); vision (vision blocks only); every-N "
+                                "(decoder layers 0, N, 2N, ... plus all vision blocks). Recipes may say true (= full) "
+                                "or false (= off). Less memory for ~1/3 more compute of the wrapped layers.",
+    "vision_chunk_images": "Run the vision tower over at most N images at a time (0: all at once); exact. With "
+                           "vision checkpointing each chunk is recomputed on its own, so only one chunk's "
+                           "activations are alive in the backward pass.",
     "chunked_loss": "Compute the LM loss through the chunked LM head (glmv_kernels): the full logits are never "
                     "materialised (ZeRO-3 always uses full logits). --no-chunked-loss uses the plain full-logits "
                     "cross-entropy.",
@@ -307,6 +321,18 @@ HELP = {
     "init_llm": "GLM-4 causal LM checkpoint directory (with --init-vision).",
     "seq_len": "Target context length in tokens.",
 }
+
+
+def _checkpointing_flag(value: Any) -> str:
+    """Click-side conversion of --activation-checkpointing (also of recipe values, bools included)."""
+    import typer
+
+    from glmv_cli.training.config import parse_checkpointing
+
+    try:
+        return parse_checkpointing(value)
+    except GlmvError as e:  # Click prefixes "Invalid value for '--activation-checkpointing': "
+        raise typer.BadParameter(str(e).removeprefix("--activation-checkpointing ")) from None
 
 
 def make_command(app: Any, name: str, run: Callable[..., Any], opts_cls: type, *, fields: list[str],
@@ -334,7 +360,10 @@ def make_command(app: Any, name: str, run: Callable[..., Any], opts_cls: type, *
         ann = {"Path": Path, "Path | None": Optional[Path], "str": str, "int": int, "float": float,
                "bool": bool}[f.type if isinstance(f.type, str) else f.type.__name__]
         flag = "--" + f.name.replace("_", "-")
-        opt = typer.Option(flag if ann is not bool else f"{flag}/--no-{flag[2:]}", help=HELP[f.name])
+        if f.name == "activation_checkpointing":  # a mode; YAML true/false still convert (one parser)
+            opt = typer.Option(flag, help=HELP[f.name], parser=_checkpointing_flag, metavar="MODE")
+        else:
+            opt = typer.Option(flag if ann is not bool else f"{flag}/--no-{flag[2:]}", help=HELP[f.name])
         params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY,
                                         default=default, annotation=Annotated[ann, opt]))
     params.append(inspect.Parameter("recipe", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=RecipeOpt))

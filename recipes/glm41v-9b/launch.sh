@@ -39,6 +39,7 @@ DRY_RUN="${DRY_RUN:-0}"
 PRETRAIN_NODES="${PRETRAIN_NODES:-64}"
 LONG_NODES="${LONG_NODES:-64}"
 SFT_NODES="${SFT_NODES:-4}"
+RL_NODES="${RL_NODES:-1}"   # glmv rlcs: ZeRO-2 data parallel (ZeRO-3 is refused)
 
 ALL_STAGES=(pack-pretrain pretrain pack-long extend-context pack-sft sft grade-difficulty rlcs eval)
 
@@ -177,19 +178,20 @@ for stage in "${STAGES[@]}"; do
       single "$W/grades" grade-difficulty --recipe "$HERE/grade-difficulty.yaml" --data "$RL_DATA" \
         "${gargs[@]}" --out "$W/grades" ;;
     rlcs)
-      # One process (glmv rlcs refuses torchrun/deepspeed: its rollout loop is not sharded), node 0.
-      # Memory: the 9B policy needs 16 B/param = 165 GB for bf16 weights + fp32 master + Adam, more
-      # than one H100 (80 GB) or H200 (141 GB) holds; see README.md ("Known limits").
+      # Data parallel over RL_NODES x GPUS_PER_NODE processes with ZeRO-2 (rlcs.yaml): each rank rolls
+      # out and updates on 1/N of the prompts and rows; scored groups are all-gathered so every rank
+      # keeps the same sampler. Memory per GPU on 1 node: bf16 weights 20.6 GB (replicated) + fp32
+      # master and AdamW 12 B/param / 8 = 15.4 GB + gradient buckets + KV cache of the rollouts.
       # Per step: 256 groups x 8 = 2,048 responses (more with expansion, up to 4x) of up to 12,288
-      # tokens. Update FLOPs = 6 x 10.29e9 x (2,048 x ~3,000 tokens) = 3.8e17 = 16 min at 395.6 TFLOP/s;
-      # rollouts dominate (paper §5.3): 6.1e6 tokens at an assumed 5,000 tokens/s = 20 min (glmv rlcs
-      # decodes with transformers in the training process, slower than vLLM). ~36 min per step,
-      # 1,000 steps ~ 25 days on one GPU -- a single-GPU RL run of the 9B is a reference, not a plan.
+      # tokens. Update FLOPs = 6 x 10.29e9 x (2,048 x ~3,000 tokens) = 3.8e17 = 16 min at 395.6 TFLOP/s
+      # on one GPU; rollouts dominate (paper §5.3): 6.1e6 tokens at an assumed 5,000 tokens/s per GPU =
+      # 20 min (glmv rlcs decodes with transformers in the training process, slower than vLLM).
+      # ~36 min of GPU time per step: ~4.5 min per step on one 8-GPU node, 1,000 steps ~ 3 days.
       need "$stage" "$RL_DATA" "--rl-data"
       rargs=(--grades "$W/grades")
       if [[ -n "$RL_EVAL" ]]; then rargs+=(--eval-data "$RL_EVAL"); fi
       if [[ -n "$REWARD_CONFIG" ]]; then rargs+=(--reward-config "$REWARD_CONFIG"); fi
-      single "$W/rlcs" rlcs --recipe "$HERE/rlcs.yaml" --model "$W/sft" --data "$RL_DATA" \
+      distributed "$RL_NODES" "$W/rlcs" rlcs --recipe "$HERE/rlcs.yaml" --model "$W/sft" --data "$RL_DATA" \
         "${rargs[@]}" --out "$W/rlcs" --resume auto ;;
     eval)
       # One GPU, node 0: the GLM-4.1V benchmark suite, generation-bound (hours per benchmark set).
