@@ -29,9 +29,10 @@ def _args(gc, argv):
 
 def test_defaults_full_and_quick(gc):
     a = _args(gc, [])
-    assert (a.domain_list, a.level_list) == (["counting", "stem", "chart"], [1, 2, 3, 4, 5])
+    assert (a.domain_list, a.level_list) == (["counting", "chart"], [1, 2, 3, 4, 5])
     assert (a.rl_per_level, a.sft_per_level, a.k, a.temperature) == (40, 160, 8, 1.0)
-    assert (a.warmup_pretrain_steps, a.pretrain_steps, a.sft_steps, a.threads) == (400, 400, 700, 1)
+    assert (a.warmup_pretrain_steps, a.pretrain_steps, a.sft_steps, a.threads) == (800, 400, 700, 1)
+    assert not a.no_shuffled_grades
     q = _args(gc, ["--quick", "--k", "3", "--domains", "math,chart"])
     # explicit flags win over the --quick values; "math" is the synth alias of stem
     assert (q.k, q.domain_list, q.rl_per_level, q.sft_steps, q.bootstrap) == (3, ["stem", "chart"], 4, 30, 200)
@@ -63,6 +64,13 @@ def test_correlation_perfect_none_and_permutation_p(gc):
     assert flat["rho"] is None and flat["se"] is None and flat["p"] is None
     # a hand-computed rho: ranks x = 1,2,3 ; y = 1,3,2 -> 1 - 6*2/(3*8) = 0.5
     assert gc.correlation([1, 2, 3], [0.0, 0.9, 0.5], n_boot=0, n_perm=0)["rho"] == pytest.approx(0.5)
+
+
+def test_answer_prior(gc):
+    recs = [{"domain": "counting", "difficulty": 1, "answer": a} for a in ("1", "1", "2", "3")]
+    recs += [{"domain": "counting", "difficulty": 2, "answer": "4"}]
+    # level 1: p = 1/2, 1/4, 1/4 -> 1/4 + 1/16 + 1/16 = 0.375; level 2: one answer -> 1
+    assert gc.answer_prior(recs) == {"counting": {1: 0.375, 2: 1.0}}
 
 
 def test_summarise_and_table(gc):

@@ -232,7 +232,7 @@ def test_grade_difficulty_end_to_end_and_resume(rl_data, second_model, tmp_path,
     r = runner.invoke(app, _args(rl_data, part, models, ["--human-labels", str(labels)]))
     assert r.exit_code == 0, r.output
     assert len(calls) == 6  # 2 chunks of model 0 were kept; nothing is graded twice
-    assert ("tiny", ("s0", "s1")) not in calls and ("tiny", ("s2", "s3")) not in calls
+    assert ("model-0", ("s0", "s1")) not in calls and ("model-0", ("s2", "s3")) not in calls
     assert (part / "results.jsonl").read_bytes() == (full / "results.jsonl").read_bytes()
     ro_lines = [json.loads(x) for x in (part / "rollouts.jsonl").read_text().splitlines()]
     assert sorted((d["model"], d["id"]) for d in ro_lines) == sorted((m, f"s{i}") for m in (0, 1) for i in range(7))
@@ -240,6 +240,25 @@ def test_grade_difficulty_end_to_end_and_resume(rl_data, second_model, tmp_path,
 
     r = runner.invoke(app, _args(rl_data, part, models))
     assert r.exit_code == 2 and "already exists (an artifact); choose a new path or pass --overwrite" in r.output
+
+
+def test_same_weights_at_another_path_grade_identically(rl_data, second_model, tmp_path, monkeypatch):
+    """Rollout seeds hash the model's position in --model, never its path."""
+    import shutil
+
+    import glmv_cli.rewards.scoring as scoring
+
+    monkeypatch.setattr(scoring, "score", _fake_score)
+    moved = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(second_model, moved)
+    outs = []
+    for m in (second_model, moved):
+        out = tmp_path / f"g-{len(outs)}"
+        r = runner.invoke(app, _args(rl_data, out, [m]))
+        assert r.exit_code == 0, r.output
+        outs.append([json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()])
+    strip = lambda rows: [(x["id"], x["grade"], [(m["pass_rate"], m["n"]) for m in x["models"]]) for x in rows]
+    assert strip(outs[0]) == strip(outs[1])
 
 
 def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):

@@ -195,7 +195,7 @@ def _style_for(model, opt: str) -> str:
     return style_for_model_type(getattr(model.config, "model_type", "glm4v"))
 
 
-def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str):
+def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
     """(engine, tokenizer, records -> prompts, style) for one --model."""
     from glmv_cli.data.chat import render_prompt, style_for_model_type
     from glmv_cli.rl.rollout import HFEngine, TextPrompt, VLLMEngine, prompt_from_record, prompt_messages
@@ -211,7 +211,7 @@ def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str):
         tok = processor.tokenizer
         mt = json.loads((Path(spec) / "config.json").read_text(encoding="utf-8")).get("model_type", "glm4v")
         style = opts.style if opts.style != "auto" else style_for_model_type(mt)
-        engine = VLLMEngine(spec, tokenizer=tok, model_tag=spec)
+        engine = VLLMEngine(spec, tokenizer=tok, model_tag=tag)
 
         def make_vllm(records):
             out = []
@@ -232,7 +232,7 @@ def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str):
     model.to(dev).eval()
     style = _style_for(model, opts.style)
     tok = processor.tokenizer
-    engine = HFEngine(model, tok, batch_size=opts.batch_size * opts.k, model_tag=spec)
+    engine = HFEngine(model, tok, batch_size=opts.batch_size * opts.k, model_tag=tag)
     return engine, tok, lambda records: [prompt_from_record(r, tok, processor.image_processor, style=style)
                                          for r in records], style
 
@@ -299,7 +299,9 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
         from glmv_cli.rewards.scoring import score
         from glmv_cli.rl.rollout import SamplingParams, prompt_text
 
-        engine, tok, make_prompts, style = _engine_for(spec, opts, dev)
+        # the rollout seeds hash the model's position in --model, not its path: the same weights
+        # moved or copied elsewhere grade identically
+        engine, tok, make_prompts, style = _engine_for(spec, opts, dev, tag=f"model-{mi}")
         cfg = reward_cfg.with_style(style)
         sp = SamplingParams(temperature=opts.temperature, top_p=opts.top_p, max_new_tokens=opts.max_new_tokens,
                             thinking_budget=opts.thinking_budget, answer_budget=opts.answer_budget, style=style)
