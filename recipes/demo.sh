@@ -10,9 +10,8 @@
 # accuracy per domain after pretrain, SFT and RLCS, and the path of the dry-run model card.
 # Stage options live in recipes/demo/*.yaml; this script only wires the artifacts together.
 #
-# Wall times below: measured on the 2-core dev machine (no GPU), OMP_NUM_THREADS=1, load average
-# 1-2 during the run: 414 s in all (ranges: the same stages in runs at load 3-4). At load average
-# 8-13 stages ran 3-4x slower.
+# Wall times below: measured on the 2-core dev machine (no GPU), OMP_NUM_THREADS=1, a test suite
+# running beside it for the first half: 532 s in all. At load average 4-5 stages ran 3-10x slower.
 
 # Creates .venv (torch first, then the pinned dependencies); a no-op once installed.
 # GLMV_SKIP_SETUP=1 skips it when the environment is already prepared.
@@ -45,7 +44,7 @@ run() {
   printf '%s\t%s\n' "$name" "$(( $(date +%s) - t ))" >> "$D/timings.tsv"
 }
 
-# 1. synth: 2,400 train + 128 held-out counting scenes at levels 1-2, 112x112 px. 2-7 s.
+# 1. synth: 2,400 train + 512 held-out counting scenes at levels 1-2, 112x112 px. 2-7 s.
 run synth glmv synth --recipe $R/synth.yaml --out "$D/synth"
 
 # 2. pack: captions at 512 and 4,096 tokens, SFT records at 512 (~4 records a row). 7-8 s each quiet.
@@ -54,7 +53,7 @@ run packed-long glmv pack --recipe $R/pack-long.yaml --input "$D/synth" --out "$
 run packed-sft glmv pack --recipe $R/pack-sft.yaml --input "$D/synth" --out "$D/packed-sft"
 
 # 3. pretrain: tiny from random init, 400 steps of 2 x 512-token caption packs, merger frozen
-#    (trained, it collapses to a constant and the model ignores the image). 87 s quiet, 166-190 s at load 3-4.
+#    (trained, it collapses to a constant and the model ignores the image). 68-87 s quiet.
 run pretrain glmv pretrain --recipe $R/pretrain.yaml --data "$D/packed-pretrain" \
   --out "$D/pretrain" --resume auto
 
@@ -63,7 +62,7 @@ run extend-context glmv extend-context --recipe $R/extend-context.yaml --model "
   --data "$D/packed-long" --out "$D/extend-context" --resume auto
 
 # 5. sft: 700 steps of 2 x 512 tokens (4.8 passes over the step-by-step answers), lr 1e-3.
-#    131-143 s quiet, ~280 s at load 4. Held-out greedy accuracy 0.523 +- 0.044 (majority 0.406).
+#    107-143 s quiet. Held-out greedy accuracy 0.518 +- 0.022 (majority answer 0.393).
 run sft glmv sft --recipe $R/sft.yaml --model "$D/extend-context" --data "$D/packed-sft" \
   --out "$D/sft" --resume auto
 
@@ -71,13 +70,13 @@ run sft glmv sft --recipe $R/sft.yaml --model "$D/extend-context" --data "$D/pac
 run grades glmv grade-difficulty --recipe $R/grade-difficulty.yaml --model "$D/sft" \
   --data "$D/synth" --out "$D/grades"
 
-# 7. rlcs: 40 GRPO steps, 8 informative groups x 8 rollouts per step, held-out reward at
-#    steps 0, 20 and 40. 115 s. Measured: held-out reward 0.480 +- 0.028 -> 0.482 +- 0.034
-#    (+0.0 SE); greedy accuracy 0.523 -> 0.516 (paired -0.008 +- 0.039): no RL gain yet.
+# 7. rlcs: 120 GRPO steps at lr 1e-4, 8 informative groups x 8 rollouts per step, held-out reward
+#    (512 prompts x 4 samples, T = 1) at steps 0, 40, 80, 120. 276 s. Measured: 0.453 -> 0.498 ->
+#    0.520 -> 0.522, +0.069 +- 0.017 paired per prompt (+3.9 SE); greedy accuracy 0.518 -> 0.537.
 run rlcs glmv rlcs --recipe $R/rlcs.yaml --model "$D/sft" --data "$D/synth" \
   --grades "$D/grades" --out "$D/rlcs" --resume auto
 
-# 8. eval: greedy held-out accuracy after pretrain, after SFT and after RLCS. 9-12 s each.
+# 8. eval: greedy held-out accuracy after pretrain, after SFT and after RLCS. 9-14 s each.
 for m in extend-context sft rlcs; do
   run "eval-$m" glmv eval --recipe $R/eval.yaml --model "$D/$m" --data-dir "$D/synth" \
     --out "$D/eval-$m"
