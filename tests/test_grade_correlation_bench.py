@@ -45,6 +45,8 @@ def test_bad_options_exit_with_the_flag_named(gc):
         _args(gc, ["--sft-steps", "0"])
     with pytest.raises(Exception, match="unknown domain 'maps'"):
         _args(gc, ["--domains", "counting,maps"])
+    with pytest.raises(SystemExit, match="--model and --synth go together"):
+        gc.main(["--model", "runs/demo/sft"])
 
 
 def test_mean_se_and_majority(gc):
