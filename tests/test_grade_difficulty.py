@@ -261,6 +261,17 @@ def test_same_weights_at_another_path_grade_identically(rl_data, second_model, t
     assert strip(outs[0]) == strip(outs[1])
 
 
+def test_limit_zero_grades_every_record(rl_data, tmp_path, monkeypatch):
+    import glmv_cli.rewards.scoring as scoring
+
+    monkeypatch.setattr(scoring, "score", _fake_score)
+    for limit, want in (("2", 2), ("0", 7)):
+        out = tmp_path / f"lim{limit}"
+        r = runner.invoke(app, _args(rl_data, out, ["tiny"], ["--limit", limit]))
+        assert r.exit_code == 0, r.output
+        assert len((out / "results.jsonl").read_text().splitlines()) == want
+
+
 def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
     out = tmp_path / "o"
     for extra, msg in [(["--k", "0"], "--k must be >= 1, got 0"),
@@ -268,7 +279,8 @@ def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
                        (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
                        (["--style", "x"], "--style must be auto, glm41v or glm45v, got 'x'"),
                        (["--model-weight", "1"], "--model-weight must be given once per --model (2), got 1"),
-                       (["--engine", "x"], "--engine must be hf or vllm, got 'x'")]:
+                       (["--engine", "x"], "--engine must be hf or vllm, got 'x'"),
+                       (["--limit", "-1"], "--limit must be >= 0 (0: every record), got -1")]:
         r = runner.invoke(app, _args(rl_data, out, ["tiny", "tiny2"], extra))
         assert r.exit_code == 2 and f"error: {msg}" in r.output, r.output
     from glmv_cli.rl.rollout import vllm_available

@@ -101,8 +101,8 @@ class GradeDifficultyOptions:
                 raise GlmvError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.thinking_budget is not None and self.thinking_budget < 1:
             raise GlmvError(f"--thinking-budget must be >= 1, got {self.thinking_budget}")
-        if self.limit is not None and self.limit < 1:
-            raise GlmvError(f"--limit must be >= 1, got {self.limit}")
+        if self.limit is not None and self.limit < 0:
+            raise GlmvError(f"--limit must be >= 0 (0: every record), got {self.limit}")
         if self.style not in ("auto", "glm41v", "glm45v"):
             raise GlmvError(f"--style must be auto, glm41v or glm45v, got '{self.style}'")
         if self.engine not in ("hf", "vllm"):
@@ -254,7 +254,7 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     reward_cfg = load_config(opts.reward_config)
     from glmv_cli.rl.records import load_rl_records
 
-    recs, bad = load_rl_records(data_file, reward_cfg, on_bad=opts.on_bad, limit=opts.limit)
+    recs, bad = load_rl_records(data_file, reward_cfg, on_bad=opts.on_bad, limit=opts.limit or None)
     labels = read_human_labels(opts.human_labels) if opts.human_labels else {}
     data_sha = hashlib.sha256(data_file.read_bytes()).hexdigest()
     fingerprint = _rollout_fingerprint(opts, data_sha)
@@ -393,7 +393,7 @@ def register(app: typer.Typer) -> None:
         style: Annotated[str, typer.Option("--style", help="auto (from the model), glm41v or glm45v.")] = "auto",
         engine: Annotated[str, typer.Option("--engine", help="Rollout engine: hf (transformers, CPU/GPU) or vllm (GPU, if installed).")] = "hf",
         batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per generation batch (x k rows); also the resume unit.")] = 8,
-        limit: Annotated[Optional[int], typer.Option("--limit", help="Grade only the first N records.")] = None,
+        limit: Annotated[Optional[int], typer.Option("--limit", help="Grade only the first N records (0: every record, e.g. to override a recipe's limit).")] = None,
         seed: Annotated[int, typer.Option("--seed")] = 0,
         device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
         reward_config: Annotated[Optional[Path], typer.Option("--reward-config", help="rewards.yaml (domain verifiers, gates).")] = None,
