@@ -419,3 +419,29 @@ def test_full_logit_path_entropy_is_finite_under_the_mask():
     # removing mass can only lower the entropy bound log(V - |banned|); values stay close here
     assert (ent <= math.log(model.config.get_text_config().vocab_size - len(tr.banned_ids)) + 1e-4).all()
     assert not torch.equal(ent, ent_raw)
+
+
+def test_activation_memory_options_leave_the_run_unchanged(tmp_path):
+    """Checkpointing every layer and running the vision tower one image at a time change neither the
+    rollouts nor the losses (checkpointing is bitwise neutral; chunks change fp32 rounding only)."""
+    from PIL import Image
+
+    rows = []
+    for i in range(6):
+        Image.new("RGB", (56 + 8 * i, 56), (40 * i, 90, 160)).save(tmp_path / f"img{i}.png")
+        rows.append(_rec(i, answer="abc" + "xyz"[i % 3], images=[f"img{i}.png"],
+                         messages=[{"role": "user", "content": f"<image>\nSpell item {i}."}]))
+    data = _write(tmp_path / "rl.jsonl", rows)
+    (tmp_path / "rewards.yaml").write_text(GATE_FREE, encoding="utf-8")
+    runs = []
+    for name, extra in (("plain", []), ("lean", ["--activation-checkpointing", "full", "--vision-chunk-images", "1"])):
+        out = tmp_path / name
+        res = _run([*FAST, "--data", str(data), "--reward-config", str(tmp_path / "rewards.yaml"), "--steps", "2",
+                    "--out", str(out), *extra])
+        assert res.exit_code == 0, res.output
+        runs.append(_lines(out / "metrics.jsonl"))
+        assert json.loads((out / "manifest.json").read_text())["options"]["vision_chunk_images"] == (1 if extra else 0)
+    for a, b in zip(*runs):
+        assert a["prompt_ids"] == b["prompt_ids"] and a["reward"] == b["reward"]
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-7)
+        assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
