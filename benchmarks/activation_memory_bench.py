@@ -61,40 +61,17 @@ def image_grids(n: int) -> list[tuple[int, int, int]]:
 
 
 def packed_batch(cfg, seq_len: int, n_images: int, seed: int = 0) -> dict:
-    """One packed row: samples of text + images until ``seq_len`` tokens; 4-row positions."""
-    import numpy as np
-    import torch
+    """One packed row: samples of two images + text each, ``seq_len`` tokens in all; 4-row positions."""
+    from glmv_cli.training.synthetic import multimodal_pack
 
-    from glmv_cli.data.positions import sample_positions
-
-    g = torch.Generator().manual_seed(seed)
-    vc = cfg.vision_config
-    merge, patch_dim = vc.spatial_merge_size, vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2
+    merge = cfg.vision_config.spatial_merge_size
     grids = image_grids(n_images)
-    per_sample = 2
-    ids, types, pos, pix = [], [], [], []
-    samples = [grids[i:i + per_sample] for i in range(0, len(grids), per_sample)]
-    image_tokens = sum(t * h * w // merge ** 2 + 2 for t, h, w in grids)
-    text_each = max(8, (seq_len - image_tokens) // max(1, len(samples)))
-    for k, sgrids in enumerate(samples):
-        s_types: list[int] = []
-        n_text = text_each if k < len(samples) - 1 else seq_len - len(ids) - sum(
-            t * h * w // merge ** 2 + 2 for t, h, w in sgrids)
-        for t, h, w in sgrids:
-            n = t * h * w // merge ** 2
-            ids += [cfg.image_start_token_id] + [cfg.image_token_id] * n + [cfg.image_end_token_id]
-            s_types += [0] + [1] * n + [0]
-            pix.append(torch.randn(t * h * w, patch_dim, generator=g))
-        ids += torch.randint(0, 1900, (n_text,), generator=g).tolist()
-        s_types += [0] * n_text
-        pos.append(sample_positions(np.array(s_types), sgrids, merge))
-        types += s_types
-    t = torch.tensor([ids])
-    labels = t.clone()
-    labels[t == cfg.image_token_id] = -100
-    return {"input_ids": t, "labels": labels, "mm_token_type_ids": torch.tensor([types]),
-            "position_ids": torch.from_numpy(np.concatenate(pos, 1)).view(4, 1, -1),
-            "pixel_values": torch.cat(pix), "image_grid_thw": torch.tensor(grids)}
+    samples = [grids[i:i + 2] for i in range(0, len(grids), 2)]
+    image_tokens = [sum(t * h * w // merge ** 2 + 2 for t, h, w in s) for s in samples]
+    text_each = max(8, (seq_len - sum(image_tokens)) // max(1, len(samples)))
+    texts = [text_each] * (len(samples) - 1)
+    texts.append(seq_len - sum(image_tokens) - sum(texts))  # the last sample fills the row
+    return multimodal_pack(cfg, list(zip(samples, texts)), seed=seed, vocab=1900)
 
 
 def _status(key: str) -> int:

@@ -413,11 +413,28 @@ def rollout_diagnostics(path: Path, ids_domain: dict[str, tuple[str, int]]) -> d
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def _work_dir(args: argparse.Namespace) -> Path:
     out: Path = args.out
     if args.fresh and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _budget_args(args: argparse.Namespace) -> list[str]:
+    """grade-difficulty flags shared by every grading call: budgets, device, seed."""
+    return ["--max-new-tokens", str(args.max_new_tokens), "--thinking-budget", str(args.thinking_budget),
+            "--answer-budget", str(args.answer_budget), "--device", "cpu", "--seed", str(args.seed)]
+
+
+def _sampled_args(args: argparse.Namespace) -> list[str]:
+    """The k sampled rollouts per record of a difficulty grade."""
+    return ["--k", str(args.k), "--temperature", repr(args.temperature), "--top-p", "1.0",
+            "--batch-size", str(args.grade_batch), *_budget_args(args)]
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    out = _work_dir(args)
     opts = {k: getattr(args, k) for k in _ARTIFACT_KEYS}
     opts["domains"] = ",".join(args.domain_list)
     opt_file = out / "bench_options.json"
@@ -468,12 +485,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sft = g("sft", "sft", "--model", str(out / "pretrain"), "--data", str(out / "packed-sft"), "--out", str(out / "sft"),
             "--lr", repr(args.sft_lr), "--warmup-steps", str(min(20, args.sft_steps // 4)),
             "--max-steps", str(args.sft_steps), *common)
-    budgets = ["--max-new-tokens", str(args.max_new_tokens), "--thinking-budget", str(args.thinking_budget),
-               "--answer-budget", str(args.answer_budget), "--device", "cpu", "--seed", str(args.seed)]
     grades = g("grades", "grade-difficulty", "--model", str(sft), "--data", str(synth), "--out", str(out / "grades"),
-               "--k", str(args.k), "--temperature", repr(args.temperature), "--top-p", "1.0",
-               "--batch-size", str(args.grade_batch), *budgets)
-    greedy_args = ["--k", "1", "--temperature", "0", "--batch-size", "64", *budgets]
+               *_sampled_args(args))
+    greedy_args = ["--k", "1", "--temperature", "0", "--batch-size", "64", *_budget_args(args)]
     heldout = g("heldout-greedy", "grade-difficulty", "--model", str(sft), "--data", str(synth / "eval.jsonl"),
                 "--out", str(out / "heldout-greedy"), *greedy_args)
     shuf_file = out / "eval_shuffled_images.jsonl"
@@ -485,8 +499,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     grades_shuf = None
     if not args.no_shuffled_grades:
         grades_shuf = g("grades-shuffled", "grade-difficulty", "--model", str(sft), "--data", str(rl_shuf_file),
-                        "--out", str(out / "grades-shuffled"), "--k", str(args.k), "--temperature", repr(args.temperature),
-                        "--top-p", "1.0", "--batch-size", str(args.grade_batch), *budgets)
+                        "--out", str(out / "grades-shuffled"), *_sampled_args(args))
     wall = time.perf_counter() - t_all
 
     # ---- figures
@@ -549,18 +562,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_existing(args: argparse.Namespace) -> dict[str, Any]:
     """Grades every RL record of ``--synth`` with ``--model``, and again with shuffled images."""
-    out: Path = args.out
-    if args.fresh and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _work_dir(args)
     g = Runner(out, args.threads)
     rl_file = args.synth / "rl.jsonl"
     rl = _read_jsonl(rl_file)
     levels = sorted({int(r["difficulty"]) for r in rl})
-    budgets = ["--max-new-tokens", str(args.max_new_tokens), "--thinking-budget", str(args.thinking_budget),
-               "--answer-budget", str(args.answer_budget), "--device", "cpu", "--seed", str(args.seed),
-               "--k", str(args.k), "--temperature", repr(args.temperature), "--top-p", "1.0",
-               "--batch-size", str(args.grade_batch), "--limit", str(len(rl)), "--model", str(args.model)]
+    budgets = [*_sampled_args(args), "--limit", "0", "--model", str(args.model)]
     grades = g("grades", "grade-difficulty", "--data", str(rl_file), "--out", str(out / "grades"), *budgets)
     shuf = out / "rl_shuffled_images.jsonl"
     write_shuffled(rl_file, shuf)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -27,35 +26,10 @@ VALID = "must be one of off, full, llm, vision, every-N (N an integer >= 1, e.g.
 
 
 def packed_batch(cfg, grids_per_sample, text: int = 10, seed: int = 0) -> dict:
-    """One packed row (the reader's format): text, then each image, per sample; 4-row positions."""
-    from glmv_cli.data.positions import sample_positions
+    """One packed row (the reader's format): per sample its images, then text; 4-row positions."""
+    from glmv_cli.training.synthetic import multimodal_pack
 
-    g = torch.Generator().manual_seed(seed)
-    vc = cfg.vision_config
-    merge = vc.spatial_merge_size
-    patch_dim = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2
-    ids: list[int] = []
-    types: list[int] = []
-    pos, pix, thw = [], [], []
-    for grids in grids_per_sample:
-        s_types: list[int] = []
-        for t, h, w in grids:
-            n = t * h * w // merge ** 2
-            ids += torch.randint(0, 200, (text,), generator=g).tolist()
-            ids += [cfg.image_start_token_id] + [cfg.image_token_id] * n + [cfg.image_end_token_id]
-            s_types += [0] * (text + 1) + [1] * n + [0]
-            pix.append(torch.randn(t * h * w, patch_dim, generator=g))
-            thw.append([t, h, w])
-        ids += torch.randint(0, 200, (text,), generator=g).tolist()
-        s_types += [0] * text
-        pos.append(sample_positions(np.array(s_types), grids, merge))
-        types += s_types
-    t = torch.tensor([ids])
-    labels = t.clone()
-    labels[t == cfg.image_token_id] = -100
-    return {"input_ids": t, "labels": labels, "mm_token_type_ids": torch.tensor([types]),
-            "position_ids": torch.from_numpy(np.concatenate(pos, 1)).view(4, 1, -1),
-            "pixel_values": torch.cat(pix), "image_grid_thw": torch.tensor(thw)}
+    return multimodal_pack(cfg, [(grids, text) for grids in grids_per_sample], seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -423,9 +423,6 @@ class RLCSTrainer:
         tot = sums[0] or 1.0
         avg = {k: v / tot for k, v in zip(keys, sums[1:-1])}
 
-        def wavg(key: str) -> float:
-            return avg[key]
-
         forced_tokens = sums[-1]
         # |learner − rollout engine| log-prob on sampled tokens before the update: ~1e-6 at T = 1
         # (same weights, two code paths: KV-cache decode vs full forward); a large gap means
@@ -435,9 +432,8 @@ class RLCSTrainer:
         return {
             "loss": steps[-1]["loss"], "loss_first": steps[0]["loss"], "lr": steps[-1]["lr"],
             "grad_norm": steps[-1]["grad_norm"], "optimizer_steps": float(len(steps)),
-            "clip_frac_high": wavg("clip_frac_high"), "clip_frac_low": wavg("clip_frac_low"),
-            "clip_frac": wavg("clip_frac_high") + wavg("clip_frac_low"), "dual_clip_frac": wavg("dual_clip_frac"),
-            "approx_kl": wavg("approx_kl"), "loss_tokens": sums[0] / max(1, len(steps)),
+            **avg, "clip_frac": avg["clip_frac_high"] + avg["clip_frac_low"],
+            "loss_tokens": sums[0] / max(1, len(steps)),
             "forced_tokens_masked": forced_tokens if lc.mask_forced_tokens else 0.0,
             "behaviour_logp_gap": gap,
             "update_tokens_per_s": tok / max(tsec, 1e-9), "update_s": tsec,

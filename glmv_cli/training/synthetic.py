@@ -97,3 +97,40 @@ def synthetic_packs(n_packs: int, seq_len: int = 64, *, samples_per_pack: int = 
             pack["image_grid_thw"] = torch.tensor([[1, 2, 2]])
         packs.append(pack)
     return packs
+
+
+def multimodal_pack(cfg: Any, samples: list[tuple[list[tuple[int, int, int]], int]], *, seed: int = 0,
+                    vocab: int = 200) -> dict[str, Any]:
+    """One packed row of real-sized images for ``cfg`` (a Glm4vConfig): per sample ``(grids, n_text)``,
+    each image ``<|begin_of_image|> <|image|>*(t*h*w/merge²) <|end_of_image|>`` followed by
+    ``n_text`` random text tokens; 4-row positions per sample as ``glmv pack`` writes them, labels on
+    every non-image token, random pixels."""
+    import numpy as np
+
+    from glmv_cli.data.positions import sample_positions
+
+    g = torch.Generator().manual_seed(seed)
+    vc = cfg.vision_config
+    merge = vc.spatial_merge_size
+    patch_dim = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2
+    ids: list[int] = []
+    types: list[int] = []
+    pos, pix, thw = [], [], []
+    for grids, n_text in samples:
+        s_types: list[int] = []
+        for t, h, w in grids:
+            n = t * h * w // merge ** 2
+            ids += [cfg.image_start_token_id] + [cfg.image_token_id] * n + [cfg.image_end_token_id]
+            s_types += [0] + [1] * n + [0]
+            pix.append(torch.randn(t * h * w, patch_dim, generator=g))
+            thw.append([t, h, w])
+        ids += torch.randint(0, vocab, (n_text,), generator=g).tolist()
+        s_types += [0] * n_text
+        pos.append(sample_positions(np.array(s_types), grids, merge))
+        types += s_types
+    t = torch.tensor([ids])
+    labels = t.clone()
+    labels[t == cfg.image_token_id] = -100
+    return {"input_ids": t, "labels": labels, "mm_token_type_ids": torch.tensor([types]),
+            "position_ids": torch.from_numpy(np.concatenate(pos, 1)).view(4, 1, -1),
+            "pixel_values": torch.cat(pix), "image_grid_thw": torch.tensor(thw)}
