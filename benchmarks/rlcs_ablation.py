@@ -65,7 +65,7 @@ def run_arm(name: str, args: argparse.Namespace, flat: dict[str, Any]) -> dict[s
     from glmv_cli.rl.records import load_data, load_grades, load_rl_records
     from glmv_cli.rl.trainer import RLCSTrainer, TrainerOptions
     from glmv_cli.training import dist
-    from glmv_cli.training.config import BatchConfig, OptimConfig, TrainConfig
+    from glmv_cli.training.config import BatchConfig, EngineConfig, OptimConfig, TrainConfig, parse_train
     from glmv_cli.training.engine import Engine
 
     torch.manual_seed(args.seed)
@@ -78,8 +78,8 @@ def run_arm(name: str, args: argparse.Namespace, flat: dict[str, Any]) -> dict[s
     evals = load_rl_records(ev_path, rcfg, what="--eval-data")[0][: args.eval_limit or None]
     max_steps = args.budget_prompts  # an upper bound: every step rolls at least one prompt
     tc = TrainConfig(optim=OptimConfig(lr=args.lr, weight_decay=0.0, schedule="constant", betas=(0.9, 0.999)),
-                     batch=BatchConfig(1, 1), max_steps=max_steps, seed=args.seed,
-                     train=tuple(t.strip() for t in args.train.split(",") if t.strip()))
+                     batch=BatchConfig(1, 1, max_steps=max_steps), seed=args.seed,
+                     engine=EngineConfig(train=parse_train(args.train)))
     # only the curriculum arm reads the offline grades; the uniform arm samples without any prior
     grades = load_grades(args.grades, data) if args.grades and cfg.curriculum.curriculum != "uniform" else None
     engine = Engine(model, tc, total_steps=max_steps)

@@ -125,14 +125,15 @@ def _timed(steps: int, warmup: int, fn) -> tuple[float, int]:
 
 
 def bench_glmv(model, ds, args) -> tuple[float, int]:
-    from glmv_cli.training import BatchConfig, OptimConfig, TrainConfig
+    from glmv_cli.training.config import BatchConfig, EngineConfig, OptimConfig, TrainConfig
     from glmv_cli.training.engine import Engine
     from glmv_cli.training.loop import batch_indices
     from glmv_cli.training.loss import concat_packs
 
     G = args.global_batch
     cfg = TrainConfig(optim=OptimConfig(lr=1e-4), batch=BatchConfig(micro_batch=1, global_batch=G),
-                      zero_stage=args.zero_stage, activation_checkpointing=args.activation_checkpointing)
+                      engine=EngineConfig(zero_stage=args.zero_stage,
+                                          activation_checkpointing=args.activation_checkpointing))
     total = args.steps + args.warmup
     eng = Engine(model, cfg, total_steps=total)
     packs = [ds[i] for i in range(len(ds))]

@@ -169,6 +169,14 @@ def verify_files(m: Manifest) -> list[str]:
     return problems
 
 
+def check_out(out: Path, overwrite: bool) -> None:
+    """Refuses an existing --out unless ``overwrite`` (every stage calls this before heavy work)."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        kind = "an artifact" if (out / MANIFEST).exists() else ("a directory" if out.is_dir() else "a file")
+        raise GlmvError(f"--out '{out}' already exists ({kind}); choose a new path or pass --overwrite")
+
+
 class ArtifactWriter:
     """Writes one artifact atomically.
 
@@ -199,12 +207,7 @@ class ArtifactWriter:
         self._opened = False
 
     def open(self) -> "ArtifactWriter":
-        if self.out.exists():
-            if not self.overwrite:
-                kind = "an artifact" if (self.out / MANIFEST).exists() else "a directory"
-                raise GlmvError(
-                    f"--out '{self.out}' already exists ({kind}); choose a new path or pass --overwrite"
-                )
+        check_out(self.out, self.overwrite)
         self.out.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() and not self.resume:
             shutil.rmtree(self.path)

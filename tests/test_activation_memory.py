@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from glmv_cli.errors import GlmvError
 from glmv_cli.training import memory
-from glmv_cli.training.config import BatchConfig, OptimConfig, TrainConfig, parse_checkpointing
+from glmv_cli.training.config import BatchConfig, EngineConfig, OptimConfig, TrainConfig, parse_checkpointing
 
 torch.set_num_threads(1)
 GRIDS = [[(1, 4, 4), (1, 2, 6)], [(1, 6, 4)], [(1, 2, 2), (1, 4, 2)]]  # 5 images, 16/12/24/4/8 patches
@@ -73,12 +73,12 @@ def test_modes_parse_in_one_place_with_messages():
     for bad in ("maybe", "every-0", "every-", "every-x", "every-2.5", "", "on"):
         with pytest.raises(GlmvError, match=re.escape(f"--activation-checkpointing {VALID}, got '{bad}'")):
             parse_checkpointing(bad)
-    cfg = TrainConfig(activation_checkpointing=True).validate()
-    assert cfg.activation_checkpointing == "full"  # normalised for the engine
+    cfg = TrainConfig(engine=EngineConfig(activation_checkpointing=True)).validate()
+    assert cfg.engine.activation_checkpointing == "full"  # normalised for the engine
     with pytest.raises(GlmvError, match=re.escape(f"--activation-checkpointing {VALID}, got 'every-0'")):
-        TrainConfig(activation_checkpointing="every-0").validate()
-    with pytest.raises(GlmvError, match=re.escape("--vision-chunk-images must be >= 0 (0: off), got -1")):
-        TrainConfig(vision_chunk_images=-1).validate()
+        TrainConfig(engine=EngineConfig(activation_checkpointing="every-0")).validate()
+    with pytest.raises(GlmvError, match=re.escape("--vision-chunk-images must be >= 0, got -1")):
+        TrainConfig(engine=EngineConfig(vision_chunk_images=-1)).validate()
     assert memory.checkpoint_plan("every-2", 5) == ([0, 2, 4], True)
     assert memory.checkpoint_plan("llm", 3) == ([0, 1, 2], False)
     assert memory.checkpoint_plan("vision", 3) == ([], True)
@@ -91,23 +91,32 @@ def test_cli_flag_and_yaml_booleans(tmp_path):
     import glmv_cli.main
     from glmv_cli.stages.rlcs import RlcsOptions
 
-    res = CliRunner().invoke(glmv_cli.main.app, ["sft", "--activation-checkpointing", "sometimes"])
+    from glmv_cli import options as O
+    from glmv_cli.cli import COMMANDS, options_from_kwargs
+
+    need = ["--model", "tiny", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o")]
+    res = CliRunner().invoke(glmv_cli.main.app, ["sft", *need, "--activation-checkpointing", "sometimes"])
     assert res.exit_code == 2
-    assert "Invalid value for '--activation-checkpointing': must be one of off, full" in " ".join(res.output.split())
+    assert "error: --activation-checkpointing must be one of off, full" in " ".join(res.output.split())
     cmds = typer.main.get_command(glmv_cli.main.app).commands
+
+    def parsed(stage, argv):
+        with cmds[stage].make_context(stage, argv + need) as ctx:
+            opts = options_from_kwargs(COMMANDS[stage][1], ctx.params)
+        O.validate(opts)
+        eng = opts.engine if stage == "rlcs" else opts.training.engine
+        return eng.activation_checkpointing, eng.vision_chunk_images
+
     for value, want in ((True, "full"), (False, "off"), ("every-4", "every-4")):
         recipe = tmp_path / f"r{want}.yaml"
         recipe.write_text(yaml.safe_dump({"activation_checkpointing": value, "vision_chunk_images": 3}))
         assert yaml.safe_load(recipe.read_text())["activation_checkpointing"] == value
-        for stage in ("pretrain", "sft", "extend-context"):
-            with cmds[stage].make_context(stage, ["--recipe", str(recipe)]) as ctx:
-                assert (ctx.params["activation_checkpointing"], ctx.params["vision_chunk_images"]) == (want, 3)
-    with cmds["extend-context"].make_context("extend-context", []) as ctx:
-        assert ctx.params["activation_checkpointing"] == "full"  # long context: on by default
-    with cmds["pretrain"].make_context("pretrain", ["--activation-checkpointing", "llm"]) as ctx:
-        assert ctx.params["activation_checkpointing"] == "llm"
-    # rlcs keeps a text flag: YAML true arrives as "True" and its validation maps it to full
-    assert RlcsOptions(activation_checkpointing="True").validate().activation_checkpointing == "full"
+        for stage in ("pretrain", "sft", "extend-context", "rlcs"):
+            assert parsed(stage, ["--recipe", str(recipe)]) == (want, 3)
+    assert parsed("extend-context", [])[0] == "full"  # long context: on by default
+    assert parsed("pretrain", ["--activation-checkpointing", "llm"])[0] == "llm"
+    assert RlcsOptions(model="tiny", data=tmp_path, out=tmp_path / "o",
+                       engine=EngineConfig(activation_checkpointing="True")).validate().engine.activation_checkpointing == "full"
 
 
 def test_memory_options_may_change_on_resume():
@@ -117,10 +126,11 @@ def test_memory_options_may_change_on_resume():
     from glmv_cli.training.run import TrainOptions, fingerprint
 
     data = SimpleNamespace(sha256="ab" * 32)
-    fps = [fingerprint("sft", o, o.validate(), data, "tiny") for o in
-           (TrainOptions(), TrainOptions(activation_checkpointing="every-3", vision_chunk_images=4))]
-    assert fps[0] == fps[1] and "activation_checkpointing" not in fps[0]["train"]
-    assert fingerprint("sft", TrainOptions(lr=1e-3), TrainOptions(lr=1e-3).validate(), data, "tiny") != fps[0]
+    cfgs = [TrainConfig(), TrainConfig(engine=EngineConfig(activation_checkpointing="every-3", vision_chunk_images=4)),
+            TrainConfig(optim=OptimConfig(lr=1e-3))]
+    fps = [fingerprint("sft", c.validate(), data, "tiny") for c in cfgs]
+    assert fps[0] == fps[1] and "activation_checkpointing" not in fps[0]["train"]["engine"]
+    assert fps[2] != fps[0]
 
 
 # ---------------------------------------------------------------------------- which modules
@@ -234,8 +244,8 @@ def test_engine_zero0_and_zero3_train_identically_and_export_unwrapped(setup, tm
     b2 = packed_batch(cfg, [[(1, 2, 2)], [(1, 4, 2), (1, 2, 4)]], seed=2)
     losses = {}
     for zero, mode, chunk in ((0, "off", 0), (0, "full", 2), (3, "off", 0), (3, "every-2", 1)):
-        tc = TrainConfig(optim=OptimConfig(lr=1e-2), batch=BatchConfig(1, 2), zero_stage=zero,
-                         activation_checkpointing=mode, vision_chunk_images=chunk, max_steps=3)
+        tc = TrainConfig(optim=OptimConfig(lr=1e-2), batch=BatchConfig(1, 2, max_steps=3),
+                         engine=EngineConfig(zero_stage=zero, activation_checkpointing=mode, vision_chunk_images=chunk))
         eng = Engine(build_model(cfg, seed=0), tc, total_steps=3)
         try:
             assert eng.memory["mode"] == mode and bool(memory.chunked(eng.module)) == (chunk > 0)

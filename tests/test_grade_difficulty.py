@@ -198,7 +198,7 @@ def test_grade_difficulty_end_to_end_and_resume(rl_data, second_model, tmp_path,
     assert sum(met["tier_histograms"]["all"].values()) == 7 and set(met["tier_histograms"]) == {"all", "counting", "ocr"}
     assert met["human_labels"] == {"given": 3, "matched": 2}
     assert set(met["spearman_data_difficulty"]) == {"counting", "ocr"}
-    assert set(man["files"]) == {"results.jsonl", "rollouts.jsonl"}
+    assert set(man["files"]) == {"results.jsonl", "rollouts.jsonl", "run.json"}
     assert "graded 7 samples x 2 model(s) x 3 rollouts" in r.output
     from glmv_cli.rl.difficulty import load_grades
 
@@ -225,7 +225,7 @@ def test_grade_difficulty_end_to_end_and_resume(rl_data, second_model, tmp_path,
 
     # a rerun with other rollout options is refused, naming the option
     r = runner.invoke(app, _args(rl_data, part, models, ["--seed", "5"]))
-    assert r.exit_code == 2 and "holds an interrupted run with a different --seed (0, now 5)" in r.output
+    assert r.exit_code == 2 and "holds a run with other options (--seed: 0 != 5)" in r.output
 
     calls.clear()
     monkeypatch.setattr(HFEngine, "generate", counting)
@@ -277,10 +277,10 @@ def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
     for extra, msg in [(["--k", "0"], "--k must be >= 1, got 0"),
                        (["--pass-at", "9"], "--pass-at values must be in 1..--k (3), got 9"),
                        (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
-                       (["--style", "x"], "--style must be auto, glm41v or glm45v, got 'x'"),
+                       (["--style", "x"], "--style must be one of auto, glm41v, glm45v, got 'x'"),
                        (["--model-weight", "1"], "--model-weight must be given once per --model (2), got 1"),
-                       (["--engine", "x"], "--engine must be hf or vllm, got 'x'"),
-                       (["--limit", "-1"], "--limit must be >= 0 (0: every record), got -1")]:
+                       (["--engine", "x"], "--engine must be one of hf, vllm, got 'x'"),
+                       (["--limit", "-1"], "--limit must be >= 0, got -1")]:
         r = runner.invoke(app, _args(rl_data, out, ["tiny", "tiny2"], extra))
         assert r.exit_code == 2 and f"error: {msg}" in r.output, r.output
     from glmv_cli.rl.rollout import vllm_available

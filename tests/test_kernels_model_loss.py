@@ -112,7 +112,7 @@ def test_one_line_wiring_into_the_deepspeed_engine():
     metrics = []
     for loss_fn in (lm_loss_sum, chunked):
         cfg = TrainConfig(optim=OptimConfig(lr=1e-2, warmup_steps=0, weight_decay=0.0),
-                          batch=BatchConfig(micro_batch=1, global_batch=2), max_steps=2)
+                          batch=BatchConfig(micro_batch=1, global_batch=2, max_steps=2))
         eng = Engine(tiny_glm4v(seed=5), cfg, total_steps=2)
         try:
             metrics.append([eng.train_step(packs, loss_fn=loss_fn) for _ in range(2)])

@@ -268,7 +268,7 @@ def test_artifact_inputs_and_lineage(data, tmp_path):
 def test_option_errors(data, tmp_path):
     r = runner.invoke(app, ["pack", "--model", "tiny", "--input", str(data), "--out", str(tmp_path / "o"),
                             "--seq-len", "0"])
-    assert r.exit_code == 2 and r.output.strip() == "error: --seq-len must be > 0, got 0"
+    assert r.exit_code == 2 and r.output.strip() == "error: --seq-len must be >= 1, got 0"
     r = runner.invoke(app, ["pack", "--model", "tiny", "--input", str(tmp_path / "nope.jsonl"), "--out",
                             str(tmp_path / "o")])
     assert r.output.strip() == f"error: --input '{tmp_path}/nope.jsonl' does not exist"

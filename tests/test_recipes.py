@@ -14,7 +14,6 @@ The launch script is run with DRY_RUN=1 and every glmv command it prints is pars
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import shlex
@@ -28,6 +27,9 @@ import yaml
 from typer.testing import CliRunner
 
 import glmv_cli.main
+from glmv_cli import options as O
+from glmv_cli.cli import COMMANDS as STAGES
+from glmv_cli.cli import options_from_kwargs
 from glmv_cli.errors import GlmvError
 from glmv_cli.recipe import load_recipe
 
@@ -43,7 +45,7 @@ PAPER_FILES = ["pack-pretrain.yaml", "pretrain.yaml", "pack-long.yaml", "extend-
 TRAINING = ("pretrain", "extend-context", "sft")
 DISTRIBUTED = (*TRAINING, "rlcs")  # launched with torchrun by launch.sh
 # flags that are optional for Click but required by the stage's own validation (launch.sh passes them)
-CHECKED_LATER = {"eval": ("model", "out")}
+CHECKED_LATER = {"eval": ("model", "out"), "pretrain": ("model",)}
 
 
 def _rel(p: Path) -> str:
@@ -64,31 +66,20 @@ def _params(stage: str) -> dict[str, Any]:
     return {p.name: p for p in COMMANDS[stage].params if p.name and p.name != "recipe"}
 
 
-def convert(stage: str, name: str, value: Any) -> Any:
-    """``value`` converted by option ``name``'s own type, as ``--recipe`` defaults are on the command line.
+def _leaves(stage: str) -> dict[str, Any]:
+    return {leaf.name: leaf for leaf in O.leaves(STAGES[stage][1])}
 
-    Typer 0.29 carries its own copy of Click whose parameters convert through a runtime-param object;
-    a Typer on plain Click exposes ``type_cast_value``. Both raise a BadParameter with a message.
-    """
-    cmd = COMMANDS[stage]
-    param = _params(stage)[name]
-    ctx = cmd.context_class(cmd, info_name=stage)
-    if hasattr(param, "get_runtime_param"):
-        return param.get_runtime_param().coerce(value, param, ctx)
-    return param.type_cast_value(ctx, value)
+
+def convert(stage: str, name: str, value: Any) -> Any:
+    """``value`` converted by option ``name``'s own type, as the command's ``--recipe`` handling does."""
+    return O.coerce(_leaves(stage)[name], value, f"key '{name}'")
 
 
 def check_values(path: Path, stage: str) -> dict[str, Any]:
     """Steps 1 and 2; returns the recipe's mapping."""
-    recipe = load_recipe(path, stage=stage, valid=_params(stage))
-    for name, value in recipe.items():
-        try:
-            convert(stage, name, value)
-        except Exception as e:  # BadParameter of Click or of Typer's Click
-            if not hasattr(e, "message") or type(e).__name__ != "BadParameter":
-                raise
-            raise GlmvError(f"{_rel(path)}: key '{name}': {e.message}") from None
-    return recipe
+    recipe = load_recipe(path, stage=stage, valid=_leaves(stage))
+    return {name: O.coerce(_leaves(stage)[name], value, f"{_rel(path)}: key '{name}'")
+            for name, value in recipe.items()}
 
 
 def parse(stage: str, args: list[str]) -> dict[str, Any]:
@@ -118,41 +109,16 @@ def world_sizes() -> dict[str, int]:
 
 
 def validate_stage(stage: str, kw: dict[str, Any], world: int = 1, monkeypatch=None) -> Any:
-    """Builds the stage's options dataclass from parsed values and runs its validate()."""
+    """Builds the stage's options dataclass from parsed values and validates it (as the stage does)."""
     kw = {k: v for k, v in kw.items() if k != "recipe"}
-    if stage in TRAINING:
-        from glmv_cli.stages.extend_context import ExtendContextOptions
-        from glmv_cli.stages.pretrain import PretrainOptions
-        from glmv_cli.stages.sft import SftOptions
+    if kw.get("engine") == "vllm" and monkeypatch is not None:  # the recipe, not this machine, is under test
+        import glmv_cli.rl.rollout
 
-        cls = {"pretrain": PretrainOptions, "extend-context": ExtendContextOptions, "sft": SftOptions}[stage]
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in kw.items() if k in names}).validate(world)
-    if stage == "pack":
-        from glmv_cli.stages.pack import PackOptions
-
-        return PackOptions(**{**kw, "inputs": list(kw["inputs"])}).validate()
+        monkeypatch.setattr(glmv_cli.rl.rollout, "vllm_available", lambda: True)
+    opts = options_from_kwargs(STAGES[stage][1], kw)
     if stage == "rlcs":
-        from glmv_cli.stages.rlcs import options_from_kwargs
-
-        return options_from_kwargs(kw).validate(world)
-    if stage == "grade-difficulty":
-        from glmv_cli.stages.grade_difficulty import GradeDifficultyOptions
-
-        if kw.get("engine") == "vllm" and monkeypatch is not None:  # the recipe, not this machine, is under test
-            import glmv_cli.rl.rollout
-
-            monkeypatch.setattr(glmv_cli.rl.rollout, "vllm_available", lambda: True)
-        models = list(kw.pop("model"))
-        weights = kw.pop("model_weight")
-        kw["pass_at"] = list(kw["pass_at"]) if kw.get("pass_at") else [1]
-        return GradeDifficultyOptions(models=models, model_weights=list(weights) if weights else None, **kw).validate()
-    if stage == "eval":
-        from glmv_cli.stages.eval import EvalOptions
-
-        names = {f.name for f in dataclasses.fields(EvalOptions)}
-        return EvalOptions(**{k: v for k, v in kw.items() if k in names}).validate()
-    return None  # a stage without an options dataclass: the Click checks above are all there is
+        return opts.validate(world)
+    return O.validate(opts, world)
 
 
 # ------------------------------------------------------------------------------------------ recipes
@@ -174,7 +140,7 @@ def test_recipe_valid_for_its_stage(path: Path, tmp_path: Path, monkeypatch):
     recipe = check_values(path, stage)
     kw = parse(stage, ["--recipe", str(path), *placeholders(stage, recipe, tmp_path)])
     for name, value in recipe.items():  # the recipe's values reached the command (flags win, none given)
-        assert kw[name] == convert(stage, name, value), name
+        assert kw[name] == value or list(kw[name]) == value, name
     validate_stage(stage, kw, monkeypatch=monkeypatch)
     if stage in TRAINING and path.parent == PAPER:
         validate_stage(stage, kw, world=world_sizes()[stage])
@@ -237,12 +203,13 @@ def test_misspelt_key_is_rejected_naming_it(tmp_path: Path):
 
 
 def test_bad_values_are_rejected_naming_the_key(tmp_path: Path):
-    cases = [("pretrain", "micro_batch: 1\n", "micro_batch: 1.5\n", "key 'micro_batch': Input should be a valid integer"),
-             ("pretrain", "lr: 5.0e-5\n", "lr: fast\n", "key 'lr': "),
+    cases = [("pretrain", "micro_batch: 1\n", "micro_batch: 1.5\n", "key 'micro_batch': expected an integer, got 1.5"),
+             ("pretrain", "lr: 5.0e-5\n", "lr: fast\n", "key 'lr': expected a number, got 'fast' (str)"),
              ("pretrain", "activation_checkpointing: true\n", "activation_checkpointing: maybe\n",
-              "key 'activation_checkpointing': "),
-             ("grade-difficulty", "pass_at: [1, 4, 8]\n", "pass_at: '4'\n", "key 'pass_at': Value must be an iterable"),
-             ("rlcs", "group_size: 8\n", "group_size: eight\n", "key 'group_size': Input should be a valid integer")]
+              "key 'activation_checkpointing': --activation-checkpointing must be one of"),
+             ("grade-difficulty", "pass_at: [1, 4, 8]\n", "pass_at: '4'\n",
+              "key 'pass_at' item 0: expected an integer, got '4' (str)"),
+             ("rlcs", "group_size: 8\n", "group_size: eight\n", "key 'group_size': expected an integer, got 'eight'")]
     for stage, old, new, msg in cases:
         src = PAPER / f"{stage}.yaml"
         text = src.read_text(encoding="utf-8")
@@ -258,10 +225,10 @@ def test_stage_validation_catches_inconsistent_values(tmp_path: Path, monkeypatc
     text = (PAPER / "rlcs.yaml").read_text(encoding="utf-8").replace("clip_eps_high: 0.28", "clip_eps_high: 0.1")
     bad = tmp_path / "rlcs.yaml"
     bad.write_text(text, encoding="utf-8")
-    kw = parse("rlcs", ["--recipe", str(bad)])
+    kw = parse("rlcs", ["--recipe", str(bad), *placeholders("rlcs", {}, tmp_path)])
     with pytest.raises(GlmvError, match=re.escape("--clip-eps-high must be >= --clip-eps-low (0.2), got 0.1")):
         validate_stage("rlcs", kw)
-    kw = parse("pretrain", ["--recipe", str(PAPER / "pretrain.yaml")])
+    kw = parse("pretrain", ["--recipe", str(PAPER / "pretrain.yaml"), *placeholders("pretrain", {}, tmp_path)])
     with pytest.raises(GlmvError, match=r"--global-batch 1536 must be a multiple of --micro-batch 1 x 1000"):
         validate_stage("pretrain", kw, world=1000)
 
@@ -316,7 +283,7 @@ def test_launch_dry_run_commands_parse():
             assert prefix == ["python", "-m", "glmv_cli.main"]
     by_stage = {s: kw for s, kw in ((s, parse(s, a)) for _, s, a in cmds)}
     assert by_stage["rlcs"]["resume"] == "auto"
-    assert list(by_stage["grade-difficulty"]["model"]) == ["/shared/run/sft", "/m/other"]
+    assert list(by_stage["grade-difficulty"]["models"]) == ["/shared/run/sft", "/m/other"]
     assert list(parse("pack", cmds[0][2])["inputs"]) == ["/d/cap tions.jsonl:2", "/d/interleaved.jsonl"]
     assert parse("pretrain", cmds[1][2])["init_vision"] == Path("/m/aimv2")
 

@@ -6,16 +6,14 @@ import json
 
 import pytest
 
+from glmv_cli import options as O
 from glmv_cli.errors import GlmvError
 from glmv_cli.recipe import load_recipe
-from glmv_cli.rl.config import (
-    RLCSConfig,
-    flag,
-    option_fields,
-    option_help,
-    parse_domain_weights,
-    parse_float_list,
-)
+from glmv_cli.rl.config import RLCSConfig, flag, parse_domain_weights, parse_float_list
+
+
+def option_fields() -> list[str]:
+    return [leaf.name for leaf in O.leaves(RLCSConfig)]
 
 
 def test_defaults_follow_the_paper_and_design():
@@ -32,7 +30,7 @@ def test_defaults_follow_the_paper_and_design():
 def test_every_option_has_help_and_names_are_unique():
     fields = option_fields()
     assert len(fields) == 7 + 12 + 11 + 5  # rollout, loss, curriculum, expansion
-    assert all(option_help(n).endswith(".") for n in fields)
+    assert all(leaf.help.endswith((".", ")")) for leaf in O.leaves(RLCSConfig))
     assert flag("clip_eps_low") == "--clip-eps-low"
 
 
@@ -66,7 +64,7 @@ def test_to_flat_roundtrip_and_json():
 
 
 def test_unknown_key_is_an_error():
-    with pytest.raises(GlmvError, match=r"^recipe\.yaml: unknown key 'clip_eps_hgh' for RLCS; valid keys: adv_eps, adv_std_normalize, "):
+    with pytest.raises(GlmvError, match=r"^recipe\.yaml: unknown key 'clip_eps_hgh'; valid keys: adv_eps, adv_std_normalize, "):
         RLCSConfig.from_flat({"clip_eps_hgh": 0.3}, source="recipe.yaml")
 
 
@@ -84,26 +82,26 @@ def test_unknown_key_is_an_error():
         ({"mini_batches": 0}, "--mini-batches must be >= 1, got 0"),
         ({"top_p": 0.0}, "--top-p must be in (0, 1], got 0.0"),
         ({"temperature": 0.0}, "--temperature must be > 0, got 0.0"),
-        ({"group_size": 1}, "--group-size must be >= 2 (GRPO compares rollouts within a group), got 1"),
-        ({"thinking_budget": 0}, "--thinking-budget must be > 0, got 0"),
-        ({"answer_budget": -5}, "--answer-budget must be > 0, got -5"),
-        ({"max_new_tokens": 0}, "--max-new-tokens must be > 0, got 0"),
+        ({"group_size": 1}, "--group-size must be >= 2, got 1"),
+        ({"thinking_budget": 0}, "--thinking-budget must be >= 1, got 0"),
+        ({"answer_budget": -5}, "--answer-budget must be >= 1, got -5"),
+        ({"max_new_tokens": 0}, "--max-new-tokens must be >= 1, got 0"),
         ({"curriculum": "greedy"}, "--curriculum must be one of tiered, uniform, got 'greedy'"),
-        ({"tier_boundaries": [0.5, 0.3, 0.7, 0.9]}, "--tier-boundaries must be 4 increasing values in (0, 1], got (0.5, 0.3, 0.7, 0.9)"),
-        ({"tier_weight_trivial": 0.0}, "--tier-weight-trivial must be > 0 (no tier may be starved), got 0.0"),
+        ({"tier_boundaries": [0.5, 0.3, 0.7, 0.9]}, "--tier-boundaries must be 4 increasing values in (0, 1], got [0.5, 0.3, 0.7, 0.9]"),
+        ({"tier_weight_trivial": 0.0}, "--tier-weight-trivial must be > 0, got 0.0"),
         ({"pass_rate_decay": 0.0}, "--pass-rate-decay must be in (0, 1], got 0.0"),
         ({"prior_strength": -1.0}, "--prior-strength must be >= 0, got -1.0"),
         ({"domain_weights": "stem=-1"}, "--domain-weights: weight of domain 'stem' must be >= 0, got -1.0"),
         ({"domain_weights": "stem=0,ocr=0"}, "--domain-weights must have a positive sum, got {'stem': 0.0, 'ocr': 0.0}"),
-        ({"batch_prompts": 0}, "--batch-prompts must be > 0, got 0"),
+        ({"batch_prompts": 0}, "--batch-prompts must be >= 1, got 0"),
         ({"expansion_ema_alpha": 1.5}, "--expansion-ema-alpha must be in (0, 1], got 1.5"),
         ({"max_expansion_ratio": 0.9}, "--max-expansion-ratio must be >= 1, got 0.9"),
         ({"max_topup_rounds": -1}, "--max-topup-rounds must be >= 0, got -1"),
-        ({"group_size": "eight"}, "--group-size must be an integer, got 'eight'"),
-        ({"group_size": 8.5}, "--group-size must be an integer, got 8.5"),
-        ({"clip_eps_low": "x"}, "--clip-eps-low must be a number, got 'x'"),
-        ({"forced_answering": "yes"}, "--forced-answering must be true or false, got 'yes'"),
-        ({"loss_agg": 3}, "--loss-agg must be a string, got 3"),
+        ({"group_size": "eight"}, "--group-size: expected an integer, got 'eight' (str)"),
+        ({"group_size": 8.5}, "--group-size: expected an integer, got 8.5 (float)"),
+        ({"clip_eps_low": "x"}, "--clip-eps-low: expected a number, got 'x' (str)"),
+        ({"forced_answering": "yes"}, "--forced-answering: expected true or false, got 'yes' (str)"),
+        ({"loss_agg": 3}, "--loss-agg must be one of token-mean, seq-mean-token-mean, seq-mean-token-sum, got '3'"),
         ({"tier_boundaries": "0.1,a"}, "--tier-boundaries must be a comma-separated list of numbers, got '0.1,a'"),
         ({"domain_weights": "stem:1"}, "--domain-weights must look like 'stem=2,ocr=1', got 'stem:1'"),
         ({"domain_weights": "stem=heavy"}, "--domain-weights: weight of domain 'stem' must be a number, got 'heavy'"),

@@ -8,6 +8,8 @@ import random
 import numpy as np
 import pytest
 
+from glmv_cli import options as O
+
 from glmv_cli.errors import GlmvError
 from glmv_cli.rl.config import CurriculumOptions
 from glmv_cli.rl.curriculum import (
@@ -239,7 +241,7 @@ def test_load_state_rejects_other_dataset():
 
 def test_options_build_sampler():
     opts = CurriculumOptions(curriculum="tiered", tier_weight_trivial=0.2, domain_weights={"stem": 1.0, "ocr": 3.0})
-    opts.validate()
+    O.validate(opts)
     s = CurriculumSampler(["a", "b", "c", "d"], ["stem", "stem", "ocr", "ocr"], seed=0, **opts.sampler_kwargs())
     s.update("a", [1] * 8)
     assert s.weights["trivial"] == 0.2

@@ -68,38 +68,43 @@ def test_mean_se_hand_values():
     assert mean_se([0.7]) == (0.7, 0.0) and mean_se([]) == (0.0, 0.0)
 
 
-def test_rl_options_from_flags_and_recipe_forms():
-    from glmv_cli.stages.rlcs import options_from_kwargs
+def options_from_kwargs(kw):
+    from glmv_cli import options as O
+    from glmv_cli.stages.rlcs import RlcsOptions
 
+    return O.build(RlcsOptions, {"model": "tiny", "data": "rl.jsonl", "out": "o", **kw})
+
+
+def test_rl_options_from_flags_and_recipe_forms():
     o = options_from_kwargs({"steps": 3, "tier_boundaries": "[0.1, 0.2, 0.6, 0.9]", "domain_weights": "{stem: 2, ocr: 1}",
                              "clip_eps_high": 0.3, "expansion": False})
+    o.validate()
     assert o.rl.curriculum.tier_boundaries == (0.1, 0.2, 0.6, 0.9)
     assert o.rl.curriculum.domain_weights == {"stem": 2.0, "ocr": 1.0}
     assert o.rl.loss.clip_eps_high == 0.3 and o.rl.expansion.expansion is False and o.steps == 3
+    assert o.validate().optim.lr == 1e-6  # RL's own defaults for the shared optimizer group
     with pytest.raises(GlmvError, match=r"--clip-eps-high must be >= --clip-eps-low \(0.2\), got 0.1"):
-        options_from_kwargs({"clip_eps_high": 0.1})
+        options_from_kwargs({"clip_eps_high": 0.1}).validate()
 
 
 def test_zero3_is_refused_over_several_processes_only():
-    from glmv_cli.stages.rlcs import options_from_kwargs
-
     o = options_from_kwargs({"zero_stage": 3})
     with pytest.raises(GlmvError, match="--zero-stage 3 is not supported by glmv rlcs over several processes"):
         o.validate(world=2)
-    assert o.validate(world=1).zero_stage == 3
+    assert o.validate(world=1).engine.zero_stage == 3
     assert options_from_kwargs({"zero_stage": 2}).validate(world=4).batch.global_batch == 4
 
 
 def test_recipe_unknown_key_is_an_error_and_known_keys_apply(tmp_path, work):
     bad = tmp_path / "bad.yaml"
     bad.write_text("steps: 2\nclip_eps_hgh: 0.3\n")
-    res = runner.invoke(app, ["rlcs", "--recipe", str(bad), "--data", str(work / "rl.jsonl"), "--out",
+    res = runner.invoke(app, ["rlcs", "--model", "tiny", "--recipe", str(bad), "--data", str(work / "rl.jsonl"), "--out",
                               str(tmp_path / "o")])
     assert res.exit_code == 2
     assert "unknown key 'clip_eps_hgh' for 'glmv rlcs'" in res.output and "clip_eps_high" in res.output
     good = tmp_path / "good.yaml"
     good.write_text("steps: 0\ntier_boundaries: [0.05, 0.3, 0.7, 0.95]\n")
-    res = runner.invoke(app, ["rlcs", "--recipe", str(good), "--data", str(work / "rl.jsonl"), "--out",
+    res = runner.invoke(app, ["rlcs", "--model", "tiny", "--recipe", str(good), "--data", str(work / "rl.jsonl"), "--out",
                               str(tmp_path / "o")])
     assert res.exit_code == 2 and "--steps must be >= 1, got 0" in res.output
 
@@ -126,14 +131,14 @@ def test_judge_failure_marks_the_group(tmp_path):
 
 def test_record_without_reference_is_refused(tmp_path, work):
     data = _write(tmp_path / "rl.jsonl", [_rec(0), _rec(1, answer=None)])
-    res = _run(["--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
+    res = _run(["--model", "tiny", "--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
     assert res.exit_code == 2
     assert f"{data}:2: field 'answer': missing reference answer" in res.output
 
 
 def test_unknown_domain_lists_the_known_ones(tmp_path):
     data = _write(tmp_path / "rl.jsonl", [_rec(0, domain="astrology")])
-    res = _run(["--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
+    res = _run(["--model", "tiny", "--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
     assert res.exit_code == 2
     assert f"{data}:1: field 'domain': unknown domain 'astrology'; known: chart, counting, grounding, gui, math, mcq, ocr, stem, video, yesno" in res.output
 
@@ -160,7 +165,8 @@ def test_grades_of_another_dataset_are_refused(tmp_path, work):
     ok = _grade_artifact(tmp_path / "g3", [{"id": "r1", "domain": "ocr", "grade": 0.25},
                                            {"id": "extra", "domain": "ocr", "grade": 1.0}])
     assert load_grades(ok, data) == {"r1": 0.25}
-    res = _run(["--data", str(work / "rl.jsonl"), "--grades", str(other), "--out", str(tmp_path / "o")])
+    res = _run(["--model", "tiny", "--data", str(work / "rl.jsonl"), "--grades", str(other), "--out",
+                str(tmp_path / "o")])
     assert res.exit_code == 2 and "grades another dataset" in res.output
 
 
@@ -231,7 +237,7 @@ def test_resume_reproduces_prompts_and_losses(tmp_path, work, monkeypatch):
     monkeypatch.setattr(tr.RLCSTrainer, "train_step", orig)
     # a resume with other algorithm options is refused (before any model is built)
     res = _run([*common, "--out", str(cut), "--resume", "auto", "--clip-eps-high", "0.3"])
-    assert res.exit_code == 2 and "holds checkpoints of another run (--clip-eps-high: 0.28 != 0.3)" in res.output
+    assert res.exit_code == 2 and "holds a run with other options (--clip-eps-high: 0.28 != 0.3)" in res.output
     res = _run([*common, "--out", str(cut), "--resume", "auto"])
     assert res.exit_code == 0, res.output
     assert "(step 2)" in res.output

@@ -24,10 +24,11 @@ GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, la
 SCRIPT = textwrap.dedent("""
     import sys, torch
     torch.set_num_threads(1)
-    from glmv_cli.stages.rlcs import options_from_kwargs, rlcs
+    from glmv_cli import options as O
+    from glmv_cli.stages.rlcs import RlcsOptions, rlcs
     from glmv_cli.training import dist
     work, out, zero = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    opts = options_from_kwargs({
+    opts = O.build(RlcsOptions, {
         "model": "tiny", "style": "glm45v", "forced_answering": False, "max_new_tokens": 6,
         "group_size": 4, "batch_prompts": 3, "lr": 1e-3, "micro_batch": 2, "steps": 3, "seed": 5,
         "data": f"{work}/rl.jsonl", "reward_config": f"{work}/rewards.yaml", "eval_data": f"{work}/rl.jsonl",

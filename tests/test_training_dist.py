@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent("""
     import json, sys, torch
     torch.set_num_threads(1)
-    from glmv_cli.training import BatchConfig, OptimConfig, TrainConfig
+    from glmv_cli.training.config import BatchConfig, EngineConfig, OptimConfig, TrainConfig
     from glmv_cli.training.engine import Engine
     from glmv_cli.training.loop import fit
     from glmv_cli.training.synthetic import synthetic_packs, tiny_glm4v
@@ -29,7 +29,8 @@ SCRIPT = textwrap.dedent("""
     packs = synthetic_packs(8, 48, image_every=3)
     for zero in [int(z) for z in sys.argv[2].split(",")]:
         cfg = TrainConfig(optim=OptimConfig(lr=1e-2, warmup_steps=1, weight_decay=0.1),
-                          batch=BatchConfig(micro_batch=1, global_batch=4), zero_stage=zero, max_steps=4)
+                          batch=BatchConfig(micro_batch=1, global_batch=4, max_steps=4),
+                          engine=EngineConfig(zero_stage=zero))
         eng = Engine(tiny_glm4v(), cfg, total_steps=4)
         fit(eng, packs, f"{out}/z{zero}", log=False)
         sd = eng.full_state_dict()

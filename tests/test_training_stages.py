@@ -123,8 +123,8 @@ def test_killed_run_resumes_exactly_and_another_run_is_refused(data, tmp_path):
 
     r = _run(*common, "--out", out, "--lr", "3e-4", "--resume", "auto")
     assert r.exit_code == 2
-    assert (f"error: --resume auto: '{stage}' holds checkpoints of another run (train.optim.lr: 0.001 != 0.0003); "
-            "use a new --out, or drop --resume to start over") in r.output
+    assert (f"error: --resume auto: '{stage}' holds a run with other options (--lr: 0.001 != 0.0003); "
+            "use a new --out, or pass --resume never to start over") in r.output
 
     r = _run(*common, "--out", out, "--resume", "auto")
     assert r.exit_code == 0, r.output

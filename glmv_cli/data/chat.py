@@ -54,8 +54,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from glmv_cli.names import STYLES
+
 IGNORE_INDEX = -100
-STYLES = ("glm41v", "glm45v")
 ROLES = ("system", "user", "assistant")
 IMAGE_PLACEHOLDER = "<image>"
 VIDEO_PLACEHOLDER = "<video>"

@@ -26,10 +26,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from glmv_cli.names import STYLES
+
 THINK_O, THINK_C = "<think>", "</think>"
 ANS_O, ANS_C = "<answer>", "</answer>"
 BOX_O, BOX_C = "<|begin_of_box|>", "<|end_of_box|>"
-STYLES = ("glm41v", "glm45v")
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z]{2,}")

@@ -45,31 +45,29 @@ gives no number and this is our pick, with the reason). The "paper" entries name
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from glmv_cli.errors import GlmvError
+from glmv_cli.names import AGG_MODES, TIER_NAMES
+from glmv_cli.options import flag, opt
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 CURRICULUM_MODES = ("tiered", "uniform")
-TIER_KEYS = ("impossible", "hard", "medium", "easy", "trivial", "unseen")
 
 
-def flag(name: str) -> str:
-    """``clip_eps_low`` → ``--clip-eps-low``."""
-    return "--" + name.replace("_", "-")
-
-
-def _opt(default: Any, help: str, **kw: Any) -> Any:
-    if isinstance(default, (dict, list)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
-    return field(default=default, metadata={"help": help, **kw})
+def parse_tier_boundaries(value: Any) -> tuple[float, ...]:
+    """``"0.05,0.3,0.7,0.95"``, ``"[0.05, ...]"`` or a list -> 4 increasing values in (0, 1]."""
+    if isinstance(value, str):
+        value = value.strip().strip("[]() ")
+    b = parse_float_list(value, "tier_boundaries")
+    if len(b) != 4 or any(not (0 < x <= 1) for x in b) or list(b) != sorted(set(b)):
+        raise GlmvError(f"--tier-boundaries must be 4 increasing values in (0, 1], got {value!r}")
+    return b
 
 
 def parse_float_list(value: Any, name: str) -> tuple[float, ...]:
-    """``"0.05,0.3"`` or ``[0.05, 0.3]`` → ``(0.05, 0.3)``; errors name the flag."""
+    """``"0.05,0.3"`` or ``[0.05, 0.3]`` -> ``(0.05, 0.3)``; errors name the flag."""
     items = value.split(",") if isinstance(value, str) else value
     try:
         return tuple(float(str(x).strip()) for x in items)
@@ -77,8 +75,16 @@ def parse_float_list(value: Any, name: str) -> tuple[float, ...]:
         raise GlmvError(f"{flag(name)} must be a comma-separated list of numbers, got {value!r}") from None
 
 
-def parse_domain_weights(value: Any, name: str = "domain_weights") -> dict[str, float]:
-    """``"stem=2,ocr=1"`` or a mapping → ``{"stem": 2.0, "ocr": 1.0}``; ``""`` → ``{}``."""
+def parse_domain_weights(value: Any) -> dict[str, float]:
+    """``"stem=2,ocr=1"``, ``"{stem: 2}"`` or a mapping -> ``{"stem": 2.0, "ocr": 1.0}``; ``""`` -> ``{}``."""
+    name = "domain_weights"
+    if isinstance(value, str) and value.strip().startswith("{"):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise GlmvError(f"--domain-weights must look like 'stem=2,ocr=1', got {value!r}") from None
     if value is None or value == "":
         return {}
     if isinstance(value, Mapping):
@@ -98,32 +104,24 @@ def parse_domain_weights(value: Any, name: str = "domain_weights") -> dict[str, 
             out[str(k)] = float(v)
         except (TypeError, ValueError):
             raise GlmvError(f"{flag(name)}: weight of domain '{k}' must be a number, got {v!r}") from None
+        if out[str(k)] < 0:
+            raise GlmvError(f"{flag(name)}: weight of domain '{k}' must be >= 0, got {out[str(k)]}")
+    if out and sum(out.values()) <= 0:
+        raise GlmvError(f"{flag(name)} must have a positive sum, got {out}")
     return out
 
 
 @dataclass
 class RolloutOptions:
-    group_size: int = _opt(8, "Rollouts per prompt (the GRPO group size n).")
-    temperature: float = _opt(1.0, "Sampling temperature of rollouts.")
-    top_p: float = _opt(1.0, "Nucleus sampling top-p of rollouts (1.0 = full distribution).")
-    max_new_tokens: int = _opt(12288, "Cap on response tokens (thinking plus a natural answer).")
-    forced_answering: bool = _opt(True, "Force '</think><answer>' when the thinking budget runs out.")
-    thinking_budget: int = _opt(8192, "Thinking tokens allowed before forced answering.")
-    answer_budget: int = _opt(512, "Tokens allowed for the answer after forced answering.")
-
-    def validate(self) -> None:
-        if self.group_size < 2:
-            raise GlmvError(f"{flag('group_size')} must be >= 2 (GRPO compares rollouts within a group), got {self.group_size}")
-        if not self.temperature > 0:
-            raise GlmvError(f"{flag('temperature')} must be > 0, got {self.temperature}")
-        if not (0 < self.top_p <= 1):
-            raise GlmvError(f"{flag('top_p')} must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens <= 0:
-            raise GlmvError(f"{flag('max_new_tokens')} must be > 0, got {self.max_new_tokens}")
-        if self.thinking_budget <= 0:
-            raise GlmvError(f"{flag('thinking_budget')} must be > 0, got {self.thinking_budget}")
-        if self.answer_budget <= 0:
-            raise GlmvError(f"{flag('answer_budget')} must be > 0, got {self.answer_budget}")
+    group_size: int = opt(8, "Rollouts per prompt (the GRPO group size n; >= 2: GRPO compares rollouts within a "
+                             "group).", min=2)
+    temperature: float = opt(1.0, "Sampling temperature of rollouts (the learner scores the same tempered "
+                                  "distribution).", gt=0)
+    top_p: float = opt(1.0, "Nucleus sampling top-p of rollouts (1.0 = full distribution).", gt=0, max=1)
+    max_new_tokens: int = opt(12288, "Cap on response tokens (thinking plus a natural answer).", min=1)
+    forced_answering: bool = opt(True, "Force '</think><answer>' when the thinking budget runs out.")
+    thinking_budget: int = opt(8192, "Thinking tokens allowed before forced answering.", min=1)
+    answer_budget: int = opt(512, "Tokens allowed for the answer after forced answering.", min=1)
 
     def sampling_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``rollout.SamplingParams`` (add ``style`` from the model)."""
@@ -138,42 +136,26 @@ class RolloutOptions:
 
 @dataclass
 class LossOptions:
-    adv_std_normalize: bool = _opt(False, "Divide group-relative advantages by the group std.")
-    adv_eps: float = _opt(1e-6, "Added to the group std when normalising advantages.")
-    clip_eps_low: float = _opt(0.2, "PPO clip ε below: ratio clipped at 1 - ε_low.")
-    clip_eps_high: float = _opt(0.28, "PPO clip ε above (clip-higher): ratio clipped at 1 + ε_high.")
-    dual_clip_c: float = _opt(0.0, "Dual-clip bound c (> 1) for negative advantages; 0 = off.")
-    loss_agg: str = _opt("token-mean", "Loss aggregation: token-mean, seq-mean-token-mean, seq-mean-token-sum.")
-    kl_coef: float = _opt(0.0, "Coefficient of a KL(policy || reference) loss term; 0 = no reference model.")
-    kl_estimator: str = _opt("k3", "KL estimator: k1, k2 or k3.")
-    entropy_coef: float = _opt(0.0, "Coefficient of an entropy bonus; 0 = off.")
-    ppo_epochs: int = _opt(1, "Passes over each rollout batch.")
-    mini_batches: int = _opt(1, "Optimizer steps per pass (the batch is split into this many mini-batches).")
-    mask_forced_tokens: bool = _opt(True, "Exclude forced-answer tokens from the loss.")
+    adv_std_normalize: bool = opt(False, "Divide group-relative advantages by the group std.")
+    adv_eps: float = opt(1e-6, "Added to the group std when normalising advantages.", gt=0)
+    clip_eps_low: float = opt(0.2, "PPO clip epsilon below: ratio clipped at 1 - eps_low.", min=0, lt=1)
+    clip_eps_high: float = opt(0.28, "PPO clip epsilon above (clip-higher): ratio clipped at 1 + eps_high.", min=0)
+    dual_clip_c: float = opt(0.0, "Dual-clip bound c (> 1) for negative advantages; 0 = off.", min=0)
+    loss_agg: str = opt("token-mean", "Loss aggregation.", choices=AGG_MODES)
+    kl_coef: float = opt(0.0, "Coefficient of a KL(policy || reference) loss term; 0 = no reference model.", min=0)
+    kl_estimator: str = opt("k3", "KL estimator.", choices=KL_ESTIMATORS)
+    entropy_coef: float = opt(0.0, "Coefficient of an entropy bonus; 0 = off.", min=0)
+    ppo_epochs: int = opt(1, "Passes over each rollout batch.", min=1)
+    mini_batches: int = opt(1, "Optimizer steps per pass: the kept rows are split into exactly this many "
+                               "mini-batches (each needs at least one --micro-batch of rows).", min=1)
+    mask_forced_tokens: bool = opt(True, "Exclude forced-answer tokens from the loss.")
 
-    def validate(self) -> None:
-        if not (0 <= self.clip_eps_low < 1):
-            raise GlmvError(f"{flag('clip_eps_low')} must be in [0, 1), got {self.clip_eps_low}")
+    def check(self) -> None:
         if self.clip_eps_high < self.clip_eps_low:
-            raise GlmvError(
-                f"{flag('clip_eps_high')} must be >= {flag('clip_eps_low')} ({self.clip_eps_low}), got {self.clip_eps_high}"
-            )
+            raise GlmvError(f"{flag('clip_eps_high')} must be >= {flag('clip_eps_low')} ({self.clip_eps_low}), "
+                            f"got {self.clip_eps_high}")
         if self.dual_clip_c != 0 and self.dual_clip_c <= 1:
             raise GlmvError(f"{flag('dual_clip_c')} must be 0 (off) or > 1, got {self.dual_clip_c}")
-        if self.loss_agg not in AGG_MODES:
-            raise GlmvError(f"{flag('loss_agg')} must be one of {', '.join(AGG_MODES)}, got '{self.loss_agg}'")
-        if self.kl_estimator not in KL_ESTIMATORS:
-            raise GlmvError(f"{flag('kl_estimator')} must be one of {', '.join(KL_ESTIMATORS)}, got '{self.kl_estimator}'")
-        if self.kl_coef < 0:
-            raise GlmvError(f"{flag('kl_coef')} must be >= 0, got {self.kl_coef}")
-        if self.entropy_coef < 0:
-            raise GlmvError(f"{flag('entropy_coef')} must be >= 0, got {self.entropy_coef}")
-        if not self.adv_eps > 0:
-            raise GlmvError(f"{flag('adv_eps')} must be > 0, got {self.adv_eps}")
-        if self.ppo_epochs < 1:
-            raise GlmvError(f"{flag('ppo_epochs')} must be >= 1, got {self.ppo_epochs}")
-        if self.mini_batches < 1:
-            raise GlmvError(f"{flag('mini_batches')} must be >= 1, got {self.mini_batches}")
 
     def loss_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``grpo.rlcs_loss`` (without tensors)."""
@@ -188,41 +170,27 @@ class LossOptions:
         }
 
 
+_TIER_W = "Sampling weight of {} (> 0: no tier is starved)."
+
+
 @dataclass
 class CurriculumOptions:
-    curriculum: str = _opt("tiered", "Prompt sampling: 'tiered' (by pass-rate tier) or 'uniform' (curriculum off).")
-    tier_boundaries: tuple[float, ...] = _opt(
-        (0.05, 0.3, 0.7, 0.95), "Pass-rate boundaries impossible|hard|medium|easy|trivial, e.g. '0.05,0.3,0.7,0.95'."
-    )
-    tier_weight_impossible: float = _opt(0.1, "Sampling weight of samples no rollout solves.")
-    tier_weight_hard: float = _opt(1.0, "Sampling weight of hard samples.")
-    tier_weight_medium: float = _opt(1.0, "Sampling weight of medium samples (the informative middle).")
-    tier_weight_easy: float = _opt(0.5, "Sampling weight of easy samples.")
-    tier_weight_trivial: float = _opt(0.1, "Sampling weight of samples every rollout solves.")
-    tier_weight_unseen: float = _opt(1.0, "Sampling weight of samples with no pass-rate estimate yet.")
-    prior_strength: float = _opt(4.0, "Pseudo-rollouts an offline difficulty grade is worth.")
-    pass_rate_decay: float = _opt(0.5, "Factor applied to a sample's old rollout counts at each new group.")
-    domain_weights: dict[str, float] = _opt({}, "Per-domain mixture weights, e.g. 'stem=2,ocr=1' (all domains).")
-
-    def validate(self) -> None:
-        if self.curriculum not in CURRICULUM_MODES:
-            raise GlmvError(f"{flag('curriculum')} must be one of {', '.join(CURRICULUM_MODES)}, got '{self.curriculum}'")
-        b = list(self.tier_boundaries)
-        if len(b) != 4 or any(not (0 < x <= 1) for x in b) or b != sorted(set(b)):
-            raise GlmvError(f"{flag('tier_boundaries')} must be 4 increasing values in (0, 1], got {self.tier_boundaries}")
-        for k in TIER_KEYS:
-            v = getattr(self, f"tier_weight_{k}")
-            if not v > 0:
-                raise GlmvError(f"{flag('tier_weight_' + k)} must be > 0 (no tier may be starved), got {v}")
-        if self.prior_strength < 0:
-            raise GlmvError(f"{flag('prior_strength')} must be >= 0, got {self.prior_strength}")
-        if not (0 < self.pass_rate_decay <= 1):
-            raise GlmvError(f"{flag('pass_rate_decay')} must be in (0, 1], got {self.pass_rate_decay}")
-        for d, w in self.domain_weights.items():
-            if w < 0:
-                raise GlmvError(f"{flag('domain_weights')}: weight of domain '{d}' must be >= 0, got {w}")
-        if self.domain_weights and sum(self.domain_weights.values()) <= 0:
-            raise GlmvError(f"{flag('domain_weights')} must have a positive sum, got {self.domain_weights}")
+    curriculum: str = opt("tiered", "Prompt sampling: 'tiered' (by pass-rate tier) or 'uniform' (curriculum off).",
+                          choices=CURRICULUM_MODES)
+    tier_boundaries: tuple[float, ...] = opt(
+        (0.05, 0.3, 0.7, 0.95), "Pass-rate boundaries impossible|hard|medium|easy|trivial, e.g. '0.05,0.3,0.7,0.95'.",
+        parse=parse_tier_boundaries)
+    tier_weight_impossible: float = opt(0.1, _TIER_W.format("samples no rollout solves"), gt=0)
+    tier_weight_hard: float = opt(1.0, _TIER_W.format("hard samples"), gt=0)
+    tier_weight_medium: float = opt(1.0, _TIER_W.format("medium samples (the informative middle)"), gt=0)
+    tier_weight_easy: float = opt(0.5, _TIER_W.format("easy samples"), gt=0)
+    tier_weight_trivial: float = opt(0.1, _TIER_W.format("samples every rollout solves"), gt=0)
+    tier_weight_unseen: float = opt(1.0, _TIER_W.format("samples with no pass-rate estimate yet"), gt=0)
+    prior_strength: float = opt(4.0, "Pseudo-rollouts an offline difficulty grade is worth.", min=0)
+    pass_rate_decay: float = opt(0.5, "Factor applied to a sample's old rollout counts at each new group.",
+                                 gt=0, max=1)
+    domain_weights: dict[str, float] = opt({}, "Per-domain mixture weights, e.g. 'stem=2,ocr=1' (all domains).",
+                                           parse=parse_domain_weights)
 
     def sampler_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``curriculum.CurriculumSampler`` (add ids, domains, offline
@@ -230,7 +198,7 @@ class CurriculumOptions:
         return {
             "mode": self.curriculum,
             "boundaries": tuple(self.tier_boundaries),
-            "weights": {k: getattr(self, f"tier_weight_{k}") for k in TIER_KEYS},
+            "weights": {k: getattr(self, f"tier_weight_{k}") for k in TIER_NAMES},
             "domain_weights": dict(self.domain_weights) or None,
             "prior_strength": self.prior_strength,
             "decay": self.pass_rate_decay,
@@ -239,21 +207,11 @@ class CurriculumOptions:
 
 @dataclass
 class ExpansionOptions:
-    batch_prompts: int = _opt(64, "Informative prompt groups per training step (B).")
-    expansion: bool = _opt(True, "Roll out ~B/(1-r) prompts, r = EMA of the all-equal-reward group share.")
-    expansion_ema_alpha: float = _opt(0.1, "EMA weight of the newest step's all-equal share.")
-    max_expansion_ratio: float = _opt(4.0, "Upper bound on prompts rolled per step, as a multiple of B.")
-    max_topup_rounds: int = _opt(2, "Extra rollout rounds when a step has fewer than B informative groups.")
-
-    def validate(self) -> None:
-        if self.batch_prompts <= 0:
-            raise GlmvError(f"{flag('batch_prompts')} must be > 0, got {self.batch_prompts}")
-        if not (0 < self.expansion_ema_alpha <= 1):
-            raise GlmvError(f"{flag('expansion_ema_alpha')} must be in (0, 1], got {self.expansion_ema_alpha}")
-        if self.max_expansion_ratio < 1:
-            raise GlmvError(f"{flag('max_expansion_ratio')} must be >= 1, got {self.max_expansion_ratio}")
-        if self.max_topup_rounds < 0:
-            raise GlmvError(f"{flag('max_topup_rounds')} must be >= 0, got {self.max_topup_rounds}")
+    batch_prompts: int = opt(64, "Informative prompt groups per training step (B).", min=1)
+    expansion: bool = opt(True, "Roll out ~B/(1-r) prompts, r = EMA of the all-equal-reward group share.")
+    expansion_ema_alpha: float = opt(0.1, "EMA weight of the newest step's all-equal share.", gt=0, max=1)
+    max_expansion_ratio: float = opt(4.0, "Upper bound on prompts rolled per step, as a multiple of B.", min=1)
+    max_topup_rounds: int = opt(2, "Extra rollout rounds when a step has fewer than B informative groups.", min=0)
 
     def controller(self) -> Any:
         """The ``expansion.ExpansionController`` these options describe (expansion off: always B
@@ -267,53 +225,6 @@ class ExpansionOptions:
         )
 
 
-_GROUPS = {
-    "rollout": RolloutOptions,
-    "loss": LossOptions,
-    "curriculum": CurriculumOptions,
-    "expansion": ExpansionOptions,
-}
-
-
-def option_fields() -> dict[str, tuple[str, dataclasses.Field]]:
-    """Every flat option name → (group, dataclass field), in declaration order."""
-    out: dict[str, tuple[str, dataclasses.Field]] = {}
-    for group, cls in _GROUPS.items():
-        for f in dataclasses.fields(cls):
-            out[f.name] = (group, f)
-    return out
-
-
-def option_help(name: str) -> str:
-    """The ``--help`` text of one flat option."""
-    return option_fields()[name][1].metadata["help"]
-
-
-def _coerce(name: str, f: dataclasses.Field, value: Any) -> Any:
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-    if name == "tier_boundaries":
-        return parse_float_list(value, name)
-    if name == "domain_weights":
-        return parse_domain_weights(value, name)
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise GlmvError(f"{flag(name)} must be true or false, got {value!r}")
-        return value
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise GlmvError(f"{flag(name)} must be an integer, got {value!r}")
-        return value
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise GlmvError(f"{flag(name)} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise GlmvError(f"{flag(name)} must be a string, got {value!r}")
-        return value
-    return value
-
-
 @dataclass
 class RLCSConfig:
     """All RLCS algorithm options; the ``glmv rlcs`` stage adds its I/O and training options."""
@@ -324,31 +235,21 @@ class RLCSConfig:
     expansion: ExpansionOptions = field(default_factory=ExpansionOptions)
 
     def validate(self) -> "RLCSConfig":
-        self.rollout.validate()
-        self.loss.validate()
-        self.curriculum.validate()
-        self.expansion.validate()
+        from glmv_cli import options
+
+        options.validate(self)
         return self
 
     @classmethod
-    def from_flat(cls, values: Mapping[str, Any], *, source: str = "options") -> "RLCSConfig":
+    def from_flat(cls, values: Mapping[str, Any], *, source: str | None = None) -> "RLCSConfig":
         """Builds (and validates) a config from flat ``{option: value}`` (snake or kebab case),
         e.g. a recipe's mapping. Unknown keys are errors naming ``source`` and the valid keys."""
-        fields = option_fields()
-        groups: dict[str, dict[str, Any]] = {g: {} for g in _GROUPS}
-        for key, value in values.items():
-            name = str(key).replace("-", "_")
-            if name not in fields:
-                raise GlmvError(f"{source}: unknown key '{key}' for RLCS; valid keys: {', '.join(sorted(fields))}")
-            group, f = fields[name]
-            groups[group][name] = _coerce(name, f, value)
-        cfg = cls(**{g: _GROUPS[g](**kw) for g, kw in groups.items()})
-        return cfg.validate()
+        from glmv_cli import options
+
+        return options.build(cls, values, source=source).validate()
 
     def to_flat(self) -> dict[str, Any]:
         """Flat JSON-safe ``{option: value}``, e.g. for the manifest's resolved options."""
-        out: dict[str, Any] = {}
-        for group in _GROUPS:
-            for k, v in dataclasses.asdict(getattr(self, group)).items():
-                out[k] = list(v) if isinstance(v, tuple) else v
-        return out
+        from glmv_cli import options
+
+        return options.flat_dict(self)

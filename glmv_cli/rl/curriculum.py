@@ -51,8 +51,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from glmv_cli.errors import GlmvError
+from glmv_cli.names import TIER_NAMES
 
-TIER_NAMES = ("impossible", "hard", "medium", "easy", "trivial", "unseen")
 UNSEEN = len(TIER_NAMES) - 1
 DEFAULT_BOUNDARIES = (0.05, 0.3, 0.7, 0.95)
 DEFAULT_TIER_WEIGHTS = {"impossible": 0.1, "hard": 1.0, "medium": 1.0, "easy": 0.5, "trivial": 0.1, "unseen": 1.0}

@@ -48,7 +48,8 @@ from typing import Any
 
 import torch
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum")
+from glmv_cli.names import AGG_MODES
+
 KL_ESTIMATORS = ("k1", "k2", "k3")
 
 # exp() of a log-ratio beyond ±20 is 4.9e8: far past any clip, and clamping keeps it finite

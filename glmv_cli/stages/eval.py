@@ -26,57 +26,63 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import typer
+from typing import Any, Optional
 
 from glmv_cli.artifacts import ArtifactWriter, Manifest, read_manifest
-from glmv_cli.cli import RecipeOpt, user_errors
 from glmv_cli.errors import GlmvError
+from glmv_cli.names import STYLE_CHOICES
+from glmv_cli.options import opt
 
 
 @dataclass
 class EvalOptions:
-    model: Optional[str] = None
-    out: Optional[Path] = None
-    tasks: Optional[str] = None
-    suite: Optional[str] = None
-    data_dir: Optional[Path] = None
-    limit: Optional[int] = None
-    batch_size: int = 8
-    thinking_budget: int = 8192
-    answer_budget: int = 8192
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "auto"
-    style: Optional[str] = None
-    overwrite: bool = False
+    model: Optional[str] = opt(None, "Model to evaluate: a glmv model artifact, a Hugging Face directory or Hub id, "
+                                     "or a preset name (random weights; only when asked for).")
+    out: Optional[Path] = opt(None, "Output artifact directory.")
+    tasks: Optional[str] = opt(None, "Comma-separated benchmarks (keys or glmv_<key> task names).")
+    suite: Optional[str] = opt(None, "A benchmark suite: glm41v-28, glm45v-42 or synth.")
+    data_dir: Optional[Path] = opt(None, "Read every task from local files: DIR/<benchmark>/<split>.jsonl|parquet "
+                                         "(a glmv synth artifact for the synth task). No network.")
+    limit: Optional[int] = opt(None, "At most N rows per task.", min=1)
+    batch_size: int = opt(8, "Prompts generated together.", min=1)
+    thinking_budget: int = opt(8192, "Thinking tokens before the answer is forced (paper: 8192).", min=1)
+    answer_budget: int = opt(8192, "Answer tokens after a forced answer (paper: 8192).", min=1)
+    temperature: float = opt(0.0, "Sampling temperature (0 = greedy).", min=0)
+    top_p: float = opt(1.0, "Nucleus sampling top-p (1.0 = full distribution).", gt=0, max=1)
+    seed: int = opt(0, "Seed of sampling and of lm-eval's shuffles.")
+    device: str = opt("auto", "auto, cpu, cuda, cuda:1 ...")
+    dtype: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16.",
+                     choices=("auto", "fp32", "bf16", "fp16"))
+    style: str = opt("auto", "Answer format: auto (from the model), glm41v or glm45v.", choices=STYLE_CHOICES)
+    list_benchmarks: bool = opt(False, "List every benchmark, its dataset, status and needs; then exit.",
+                                flag="--list")
+    overwrite: bool = opt(False, "Replace an existing --out.")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         from glmv_cli.evaluation.registry import SUITES
 
+        if self.list_benchmarks:
+            return
         if self.model is None:
-            raise GlmvError("--model is required (a model directory, a glmv artifact, or a preset such as 'tiny')")
+            raise GlmvError("--model is required (a model directory, a glmv artifact, a Hub id, or a preset "
+                            "such as 'tiny')")
         if self.out is None:
             raise GlmvError("--out is required")
         if (self.tasks is None) == (self.suite is None):
             raise GlmvError("pass exactly one of --tasks a,b and --suite NAME (see glmv eval --list)")
         if self.suite is not None and self.suite not in SUITES:
             raise GlmvError(f"--suite must be one of {', '.join(SUITES)}, got '{self.suite}'")
-        if self.limit is not None and self.limit < 1:
-            raise GlmvError(f"--limit must be >= 1, got {self.limit}")
-        if self.batch_size < 1:
-            raise GlmvError(f"--batch-size must be >= 1, got {self.batch_size}")
         from glmv_cli.evaluation.adapter import GenSettings  # the adapter's own checks, one place
 
         GenSettings(thinking_budget=self.thinking_budget, answer_budget=self.answer_budget,
                     temperature=self.temperature, top_p=self.top_p).validate()
-        if self.style is not None and self.style not in ("glm41v", "glm45v"):
-            raise GlmvError(f"--style must be glm41v or glm45v, got '{self.style}'")
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise GlmvError(f"--data-dir '{self.data_dir}' is not a directory")
+
+    def validate(self) -> "EvalOptions":
+        from glmv_cli import options
+
+        return options.validate(self)
 
 
 def resolve_tasks(tasks: str | None, suite_name: str | None) -> tuple[list[str], dict[str, str]]:
@@ -225,7 +231,9 @@ def run_eval(opts: EvalOptions, *, generator: Any = None, console: Any = None) -
         logging.getLogger(name).setLevel(logging.ERROR)
     meta = {"glmv_data_dir": str(Path(opts.data_dir).resolve())} if opts.data_dir else {}
     tm = TaskManager(include_path=str(TASKS_DIR), include_defaults=False, metadata=meta)
-    resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    from glmv_cli import options as O
+
+    resolved = O.flat_dict(opts)
     inputs = [model_manifest] if model_manifest is not None else []
     # opened before the hours of generation, so an existing --out fails now, not at the end
     art = ArtifactWriter(opts.out, "eval", options=resolved, inputs=inputs, overwrite=opts.overwrite).open()
@@ -233,7 +241,7 @@ def run_eval(opts: EvalOptions, *, generator: Any = None, console: Any = None) -
         lm = GlmvLM(pretrained=None if generator is not None else str(opts.model), generator=generator,
                     batch_size=opts.batch_size, thinking_budget=opts.thinking_budget, answer_budget=opts.answer_budget,
                     temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed, device=opts.device,
-                    dtype=opts.dtype, style=opts.style)
+                    dtype=opts.dtype, style=None if opts.style == "auto" else opts.style)
         t0 = time.perf_counter()
         res = simple_evaluate(model=lm, tasks=task_names, task_manager=tm, limit=opts.limit, bootstrap_iters=0,
                               log_samples=True, random_seed=opts.seed, numpy_random_seed=opts.seed,
@@ -263,41 +271,25 @@ def run_eval(opts: EvalOptions, *, generator: Any = None, console: Any = None) -
     return m
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("eval")
-    @user_errors
-    def eval_cmd(
-        model: Annotated[Optional[str], typer.Option("--model", help="Model directory (glmv artifact or HF GLM-4V checkpoint) or preset.")] = None,
-        out: Annotated[Optional[Path], typer.Option("--out", help="Output artifact directory.")] = None,
-        tasks: Annotated[Optional[str], typer.Option("--tasks", help="Comma-separated benchmarks (keys or glmv_<key> task names).")] = None,
-        suite: Annotated[Optional[str], typer.Option("--suite", help="glm41v-28, glm45v-42 or synth.")] = None,
-        data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Read every task from local files: DIR/<benchmark>/<split>.jsonl|parquet (a glmv synth artifact for the synth task). No network.")] = None,
-        limit: Annotated[Optional[int], typer.Option("--limit", help="At most N rows per task.")] = None,
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts generated together.")] = 8,
-        thinking_budget: Annotated[int, typer.Option("--thinking-budget", help="Thinking tokens before the answer is forced (paper: 8192).")] = 8192,
-        answer_budget: Annotated[int, typer.Option("--answer-budget", help="Answer tokens after a forced answer (paper: 8192).")] = 8192,
-        temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
-        top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-        dtype: Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16, fp16.")] = "auto",
-        style: Annotated[Optional[str], typer.Option("--style", help="Answer format glm41v or glm45v (default: from the model type).")] = None,
-        list_: Annotated[bool, typer.Option("--list", help="List every benchmark, its dataset, status and needs; then exit.")] = False,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-        recipe: RecipeOpt = None,
-    ) -> None:
-        """Evaluate a model on the paper's benchmarks (lm-eval + glmv's adapter).
+def eval_stage(opts: EvalOptions) -> Manifest | None:
+    """``glmv eval``: --list prints the benchmark table; otherwise ``run_eval``."""
+    if opts.list_benchmarks:
+        list_benchmarks()
+        return None
+    return run_eval(opts)
 
-        Generates with a thinking budget and a forced answer, extracts the answer as GLM does
-        (drop <think>, take <answer>, take the box) and scores each benchmark by its own rule.
-        Writes OUT/results.json, OUT/samples/<task>.jsonl and a manifest, and prints the scores
-        beside the published GLM-4.1V-9B-Thinking and GLM-4.5V numbers. Benchmarks that need an
-        agent environment or an external harness are listed by --list with what they need.
-        """
-        if list_:
-            list_benchmarks()
-            return
-        run_eval(EvalOptions(model=model, out=out, tasks=tasks, suite=suite, data_dir=data_dir, limit=limit,
-                             batch_size=batch_size, thinking_budget=thinking_budget, answer_budget=answer_budget,
-                             temperature=temperature, top_p=top_p, seed=seed, device=device, dtype=dtype,
-                             style=style, overwrite=overwrite))
+
+DOC = """Evaluate a model on the paper's benchmarks (lm-eval + glmv's adapter).
+
+Generates with a thinking budget and a forced answer, extracts the answer as GLM does
+(drop <think>, take <answer>, take the box) and scores each benchmark by its own rule.
+Writes OUT/results.json, OUT/samples/<task>.jsonl and a manifest, and prints the scores
+beside the published GLM-4.1V-9B-Thinking and GLM-4.5V numbers. Benchmarks that need an
+agent environment or an external harness are listed by --list with what they need.
+"""
+
+
+def register(app: Any) -> None:
+    from glmv_cli.cli import add_command
+
+    add_command(app, "eval", eval_stage, EvalOptions, doc=DOC)

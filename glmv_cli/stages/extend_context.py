@@ -9,30 +9,22 @@ or ``every-N`` trade some of it back for speed; ``--vision-chunk-images`` bounds
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from glmv_cli.artifacts import Manifest
+from glmv_cli.options import opt
+from glmv_cli.training.config import EngineConfig, OptimConfig, TrainConfig
 from glmv_cli.training.run import TrainOptions
 
-FIELDS = ["model", "data", "out", "seq_len", "train", "lr", "betas", "adam_eps", "weight_decay",
-          "warmup_steps", "schedule", "min_lr_ratio", "clip", "micro_batch", "global_batch", "zero_stage",
-          "precision", "activation_checkpointing", "vision_chunk_images", "checkpoint_every",
-          "keep_checkpoints", "keep_final_checkpoint", "seed", "max_steps", "epochs", "log_every",
-          "peak_tflops", "resume", "overwrite"]
-DEFAULTS = {"seq_len": 32768, "activation_checkpointing": "full", "lr": 5e-5}
+
+def _defaults() -> TrainConfig:
+    return TrainConfig(optim=OptimConfig(lr=5e-5), engine=EngineConfig(activation_checkpointing="full"))
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ExtendContextOptions(TrainOptions):
-    seq_len: int = 32768
-    activation_checkpointing: str = "full"
-
-    def validate(self, world: int = 1):
-        from glmv_cli.errors import GlmvError
-
-        if self.seq_len <= 0:
-            raise GlmvError(f"--seq-len must be > 0, got {self.seq_len}")
-        return super().validate(world)
+    seq_len: int = opt(32768, "Target context length in tokens (packs must be at most this long).", min=1)
+    training: TrainConfig = field(default_factory=_defaults)
 
 
 def extend_context(opts: ExtendContextOptions) -> Manifest | None:
@@ -40,7 +32,7 @@ def extend_context(opts: ExtendContextOptions) -> Manifest | None:
     from glmv_cli.training.run import load_model, run_training
 
     def loader():
-        model, proc, inputs = load_model(opts.model, seed=opts.seed)
+        model, proc, inputs = load_model(opts.model, seed=opts.training.seed)
         return model, proc, inputs, inputs[0].sha256 if inputs else str(opts.model)
 
     def prepare(model, processor) -> None:
@@ -48,12 +40,13 @@ def extend_context(opts: ExtendContextOptions) -> Manifest | None:
         if tcfg.max_position_embeddings < opts.seq_len:
             tcfg.max_position_embeddings = opts.seq_len
 
-    return run_training("extend-context", opts, model_loader=loader, prepare=prepare)
+    return run_training("extend-context", opts, model_loader=loader, prepare=prepare, seq_len=opts.seq_len)
 
 
 def register(app) -> None:
-    from glmv_cli.training.run import make_command
+    from glmv_cli.cli import add_command
+    from glmv_cli.training.run import report
 
-    make_command(app, "extend-context", extend_context, ExtendContextOptions, fields=FIELDS, defaults=DEFAULTS,
-                 doc="Continue a pretrained model on long packed data at --seq-len (default 32768).\n\n"
-                     "Same engine and flags as pretrain; raises max_position_embeddings to --seq-len.")
+    add_command(app, "extend-context", extend_context, ExtendContextOptions, report=report,
+                doc="Continue a pretrained model on long packed data at --seq-len (default 32768).\n\n"
+                    "Same engine and flags as pretrain; raises max_position_embeddings to --seq-len.")

@@ -19,7 +19,8 @@ one ``write`` + ``fsync``; a killed run leaves the staging directory, and re-run
 command skips every chunk already on disk (a torn last chunk is dropped and redone whole). Since
 chunk composition is fixed and every rollout has its own seed (``rollout_seed``), a resumed run
 writes the same results as an uninterrupted one. The options that decide the rollouts are stored
-in ``progress.json``; re-running with different ones is an error that names the option.
+in ``run.json`` (``glmv_cli.lifecycle``); re-running with different ones is an error that names the
+option, and ``--resume never`` starts over.
 """
 
 from __future__ import annotations
@@ -28,18 +29,16 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any, Optional
 
-import typer
-
-from glmv_cli.artifacts import ArtifactWriter, Manifest, read_manifest, sha256_file, staging_path, write_json
-from glmv_cli.cli import RecipeOpt, user_errors
+from glmv_cli.artifacts import Manifest, read_manifest, sha256_file
 from glmv_cli.errors import GlmvError
+from glmv_cli.names import STYLE_CHOICES
+from glmv_cli.options import opt
 
 STAGE = "grade-difficulty"
-PROGRESS = "progress.json"
 ROLLOUTS = "rollouts.jsonl"
 RESULTS = "results.jsonl"
 # Options that decide the rollouts; a resumed run must match them.
@@ -49,73 +48,63 @@ _ROLLOUT_KEYS = ("engine", "models", "k", "temperature", "top_p", "max_new_token
 
 @dataclass
 class GradeDifficultyOptions:
-    data: Path
-    models: list[str]
-    out: Path
-    k: int = 8
-    human_labels: Optional[Path] = None
-    human_weight: float = 8.0
-    threshold: float = 0.5
-    pass_at: list[int] = field(default_factory=lambda: [1])
-    model_weights: Optional[list[float]] = None
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 1024
-    thinking_budget: Optional[int] = None
-    answer_budget: int = 64
-    style: str = "auto"
-    engine: str = "hf"
-    batch_size: int = 8
-    limit: Optional[int] = None
-    seed: int = 0
-    device: str = "auto"
-    reward_config: Optional[Path] = None
-    on_bad: str = "fail"
-    save_responses: bool = False
-    overwrite: bool = False
+    data: Path = opt(help="RL records: a JSONL file or a glmv synth artifact (its rl.jsonl).")
+    models: list[str] = opt(help="A model to grade with (glmv model artifact, HF directory or Hub id, or a preset); "
+                                 "repeat for several.", flag="--model")
+    out: Path = opt(help="Output artifact directory.")
+    k: int = opt(8, "Rollouts per sample per model.", min=1)
+    human_labels: Optional[Path] = opt(None, "JSONL of {id, difficulty 1..5 (shifts the grade) and/or tier "
+                                             "(overrides it)}.")
+    human_weight: float = opt(8.0, "A 'difficulty' label counts as this many rollouts.", min=0)
+    threshold: float = opt(0.5, "Reward at or above which a rollout counts as correct for pass@j.", gt=0, max=1)
+    pass_at: list[int] = opt([1], "j values of the pass@j estimator (repeatable; <= --k).")
+    model_weights: Optional[list[float]] = opt(None, "Weight of each --model in the combined grade (default equal; "
+                                                     "repeatable, once per --model).", flag="--model-weight", min=0)
+    temperature: float = opt(1.0, "Sampling temperature of the rollouts.", min=0)
+    top_p: float = opt(1.0, "Nucleus sampling top-p (1.0 = full distribution).", gt=0, max=1)
+    max_new_tokens: int = opt(1024, "Cap on response tokens.", min=1)
+    thinking_budget: Optional[int] = opt(None, "Force </think> (+<answer>) after this many thinking tokens.", min=1)
+    answer_budget: int = opt(64, "Tokens allowed after a forced answer.", min=1)
+    style: str = opt("auto", "Answer format: auto (from the model), glm41v or glm45v.", choices=STYLE_CHOICES)
+    engine: str = opt("hf", "Rollout engine: hf (transformers, CPU/GPU) or vllm (GPU, if installed).",
+                      choices=("hf", "vllm"))
+    batch_size: int = opt(8, "Samples per generation batch (x k rows); also the resume unit.", min=1)
+    limit: Optional[int] = opt(None, "Grade only the first N records (0: every record, e.g. to override a recipe's "
+                                     "limit).", min=0)
+    seed: int = opt(0, "Seed of the rollouts (each rollout has its own seed derived from it).")
+    device: str = opt("auto", "auto, cpu or cuda[:N].")
+    reward_config: Optional[Path] = opt(None, "rewards.yaml (domain verifiers, gates).")
+    on_bad: str = opt("fail", "fail or skip bad records (skips are counted).", choices=("fail", "skip"))
+    save_responses: bool = opt(False, "Keep response texts in rollouts.jsonl.")
+    resume: str = opt("auto", "auto: keep the finished chunks of an interrupted run on the same --out (the same "
+                              "options are required) and grade only the rest; never: start over.",
+                      choices=("never", "auto"))
+    overwrite: bool = opt(False, "Replace an existing --out artifact.")
 
-    def validate(self) -> None:
+    def check(self) -> None:
         if not self.models:
             raise GlmvError("give at least one --model")
         if len(set(self.models)) != len(self.models):
             raise GlmvError("--model lists the same model twice")
-        if self.k < 1:
-            raise GlmvError(f"--k must be >= 1, got {self.k}")
         bad = [j for j in self.pass_at if not 1 <= j <= self.k]
         if bad:
             raise GlmvError(f"--pass-at values must be in 1..--k ({self.k}), got {bad[0]}")
         if self.model_weights is not None and len(self.model_weights) != len(self.models):
             raise GlmvError(f"--model-weight must be given once per --model ({len(self.models)}), got {len(self.model_weights)}")
-        if self.model_weights is not None and (any(w < 0 for w in self.model_weights) or sum(self.model_weights) <= 0):
+        if self.model_weights is not None and sum(self.model_weights) <= 0:
             raise GlmvError("--model-weight values must be >= 0 with a positive sum")
-        if not 0 < self.threshold <= 1:
-            raise GlmvError(f"--threshold must be in (0, 1], got {self.threshold}")
-        if self.human_weight < 0:
-            raise GlmvError(f"--human-weight must be >= 0, got {self.human_weight}")
-        if self.temperature < 0:
-            raise GlmvError(f"--temperature must be >= 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise GlmvError(f"--top-p must be in (0, 1], got {self.top_p}")
-        for name in ("max_new_tokens", "answer_budget", "batch_size"):
-            if getattr(self, name) < 1:
-                raise GlmvError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.thinking_budget is not None and self.thinking_budget < 1:
-            raise GlmvError(f"--thinking-budget must be >= 1, got {self.thinking_budget}")
-        if self.limit is not None and self.limit < 0:
-            raise GlmvError(f"--limit must be >= 0 (0: every record), got {self.limit}")
-        if self.style not in ("auto", "glm41v", "glm45v"):
-            raise GlmvError(f"--style must be auto, glm41v or glm45v, got '{self.style}'")
-        if self.engine not in ("hf", "vllm"):
-            raise GlmvError(f"--engine must be hf or vllm, got '{self.engine}'")
         if self.engine == "vllm":
             from glmv_cli.rl.rollout import vllm_available
 
             if not vllm_available():
                 raise GlmvError("--engine vllm needs the 'vllm' package and a GPU (pip install vllm); use --engine hf")
-        if self.on_bad not in ("fail", "skip"):
-            raise GlmvError(f"--on-bad must be fail or skip, got '{self.on_bad}'")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise GlmvError(f"--device must be auto, cpu or cuda[:N], got '{self.device}'")
+
+    def validate(self) -> "GradeDifficultyOptions":
+        from glmv_cli import options
+
+        return options.validate(self)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -263,25 +252,14 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     for spec in opts.models:  # model artifacts (e.g. from glmv sft) join the lineage
         if (Path(spec) / "manifest.json").is_file():
             inputs.append(read_manifest(spec, what="--model"))
-    out = Path(opts.out)
-    stage_dir = staging_path(out)
-    options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
-    art = ArtifactWriter(out, STAGE, options=options, inputs=inputs,
-                         overwrite=opts.overwrite, resume=True, keep_on_error=True)
-    art.open()
-    prog = stage_dir / PROGRESS
-    if prog.exists():
-        old = json.loads(prog.read_text(encoding="utf-8"))
-        for key, val in fingerprint.items():
-            if old.get(key) != val:
-                flag = {"models": "--model", "data_sha256": "--data content (sha256)",
-                        "reward_config_sha256": "--reward-config content (sha256)"}.get(key, "--" + key.replace("_", "-"))
-                raise GlmvError(
-                    f"'{stage_dir}' holds an interrupted run with a different {flag} "
-                    f"({old.get(key)!r}, now {val!r}); re-run with the same options or delete that directory"
-                )
-    else:
-        write_json(prog, fingerprint)
+    from glmv_cli import options as O
+    from glmv_cli.lifecycle import StageRun
+
+    run = StageRun(Path(opts.out), STAGE, fingerprint, resume=opts.resume == "auto", overwrite=opts.overwrite,
+                   options=O.flat_dict(opts), inputs=inputs)
+    run.check_resume()
+    stage_dir = run.open()
+    art = run.art
 
     bs = opts.batch_size
     chunks = [recs[i:i + bs] for i in range(0, len(recs), bs)]
@@ -368,54 +346,27 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
         "generation_tokens_per_s": gen_tokens / gen_time if gen_time > 0 else None,
         "device": dev,
     })
-    os.remove(prog)
-    return art.commit()
+    return run.commit(keep_final_checkpoint=False)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("grade-difficulty")
-    @user_errors
-    def grade_difficulty_cmd(
-        data: Annotated[Path, typer.Option("--data", help="RL records: a JSONL file or a glmv synth artifact (its rl.jsonl).")],
-        model: Annotated[list[str], typer.Option("--model", help="A model to grade with (HF directory or preset); repeat for several.")],
-        out: Annotated[Path, typer.Option("--out", help="Output artifact directory.")],
-        k: Annotated[int, typer.Option("--k", help="Rollouts per sample per model.")] = 8,
-        human_labels: Annotated[Optional[Path], typer.Option("--human-labels", help="JSONL of {id, difficulty 1..5 (shifts the grade) and/or tier (overrides it)}.")] = None,
-        human_weight: Annotated[float, typer.Option("--human-weight", help="A 'difficulty' label counts as this many rollouts.")] = 8.0,
-        threshold: Annotated[float, typer.Option("--threshold", help="Reward at or above which a rollout counts as correct for pass@j.")] = 0.5,
-        pass_at: Annotated[Optional[list[int]], typer.Option("--pass-at", help="j values of the pass@j estimator (repeatable; <= --k).")] = None,
-        model_weight: Annotated[Optional[list[float]], typer.Option("--model-weight", help="Weight of each --model in the combined grade (default equal).")] = None,
-        temperature: Annotated[float, typer.Option("--temperature")] = 1.0,
-        top_p: Annotated[float, typer.Option("--top-p")] = 1.0,
-        max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 1024,
-        thinking_budget: Annotated[Optional[int], typer.Option("--thinking-budget", help="Force </think> (+<answer>) after this many thinking tokens.")] = None,
-        answer_budget: Annotated[int, typer.Option("--answer-budget", help="Tokens allowed after a forced answer.")] = 64,
-        style: Annotated[str, typer.Option("--style", help="auto (from the model), glm41v or glm45v.")] = "auto",
-        engine: Annotated[str, typer.Option("--engine", help="Rollout engine: hf (transformers, CPU/GPU) or vllm (GPU, if installed).")] = "hf",
-        batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per generation batch (x k rows); also the resume unit.")] = 8,
-        limit: Annotated[Optional[int], typer.Option("--limit", help="Grade only the first N records (0: every record, e.g. to override a recipe's limit).")] = None,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
-        device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")] = "auto",
-        reward_config: Annotated[Optional[Path], typer.Option("--reward-config", help="rewards.yaml (domain verifiers, gates).")] = None,
-        on_bad: Annotated[str, typer.Option("--on-bad", help="fail or skip bad records (skips are counted).")] = "fail",
-        save_responses: Annotated[bool, typer.Option("--save-responses", help="Keep response texts in rollouts.jsonl.")] = False,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out artifact.")] = False,
-        recipe: RecipeOpt = None,
-    ) -> None:
-        """Grade RL samples by pass@k under one or more models: k rollouts each, rewards from the
-        reward system, a combined grade (mean pass rate) and curriculum tier per sample.
+DOC = """Grade RL samples by pass@k under one or more models: k rollouts each, rewards from the
+reward system, a combined grade (mean pass rate) and curriculum tier per sample.
 
-        Writes results.jsonl (per sample), rollouts.jsonl (per model and sample) and a manifest
-        with per-domain tier histograms. Interrupted? Run the same command again: finished
-        chunks are kept and only the rest is graded, with identical results.
-        """
-        m = grade_difficulty(GradeDifficultyOptions(
-            data=data, models=list(model), out=out, k=k, human_labels=human_labels, human_weight=human_weight,
-            threshold=threshold, pass_at=list(pass_at) if pass_at else [1], model_weights=list(model_weight) if model_weight else None,
-            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, thinking_budget=thinking_budget,
-            answer_budget=answer_budget, style=style, engine=engine, batch_size=batch_size, limit=limit, seed=seed, device=device,
-            reward_config=reward_config, on_bad=on_bad, save_responses=save_responses, overwrite=overwrite))
-        met = m.metrics
-        typer.echo(f"graded {met['samples']} samples x {len(model)} model(s) x {k} rollouts -> {m.path}")
-        for d, h in met["tier_histograms"].items():
-            typer.echo(f"  {d:<12} " + "  ".join(f"{t}={c}" for t, c in h.items()))
+Writes results.jsonl (per sample), rollouts.jsonl (per model and sample) and a manifest
+with per-domain tier histograms. Interrupted? Run the same command again: finished
+chunks are kept and only the rest is graded, with identical results.
+"""
+
+
+def report(m: Manifest) -> None:
+    met = m.metrics
+    n_models, k = len(m.options["models"]), m.options["k"]
+    print(f"graded {met['samples']} samples x {n_models} model(s) x {k} rollouts -> {m.path}")
+    for d, h in met["tier_histograms"].items():
+        print(f"  {d:<12} " + "  ".join(f"{t}={c}" for t, c in h.items()))
+
+
+def register(app: Any) -> None:
+    from glmv_cli.cli import add_command
+
+    add_command(app, "grade-difficulty", grade_difficulty, GradeDifficultyOptions, doc=DOC, report=report)

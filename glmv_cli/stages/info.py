@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Any
 
-import typer
 from rich.console import Console
 from rich.table import Table
 
 from glmv_cli.artifacts import read_manifest, verify_files
-from glmv_cli.cli import user_errors
 from glmv_cli.errors import GlmvError
+from glmv_cli.options import opt
 
 
 def _short(v: object, width: int = 60) -> str:
@@ -54,13 +54,19 @@ def info(path: Path, *, as_json: bool = False, verify: bool = False, console: Co
     return m.data
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("info")
-    @user_errors
-    def info_cmd(
-        path: Annotated[Path, typer.Argument(help="Artifact directory (has a manifest.json).")],
-        json_: Annotated[bool, typer.Option("--json", help="Print the raw manifest as JSON.")] = False,
-        verify: Annotated[bool, typer.Option("--verify", help="Re-hash every file against the manifest.")] = False,
-    ) -> None:
-        """Print an artifact's manifest: stage, options, metrics, files and lineage."""
-        info(path, as_json=json_, verify=verify)
+@dataclass
+class InfoOptions:
+    path: Path = opt(help="Artifact directory (has a manifest.json).", argument=True, metavar="DIR")
+    as_json: bool = opt(False, "Print the raw manifest as JSON.", flag="--json")
+    verify: bool = opt(False, "Re-hash every file against the manifest.")
+
+
+def info_stage(opts: InfoOptions) -> dict:
+    return info(opts.path, as_json=opts.as_json, verify=opts.verify)
+
+
+def register(app: Any) -> None:
+    from glmv_cli.cli import add_command
+
+    add_command(app, "info", info_stage, InfoOptions,
+                doc="Print an artifact's manifest: stage, options, metrics, files and lineage.")

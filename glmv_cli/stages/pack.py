@@ -28,16 +28,14 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import typer
+from typing import Any, Optional
 
 from glmv_cli.artifacts import MANIFEST, ArtifactWriter, Manifest, read_manifest
-from glmv_cli.cli import RecipeOpt, user_errors
 from glmv_cli.errors import GlmvError
+from glmv_cli.names import STYLE_CHOICES
+from glmv_cli.options import opt
 
 MODES = ("pretrain", "sft")
-STYLES = ("auto", "glm41v", "glm45v")
 SHARD_PACKS = 4096           # packs per shard at most ...
 SHARD_BYTES = 1 << 30        # ... and about this many bytes of images
 CHUNK = 256                  # records per worker task: amortises IPC, keeps order cheap to restore
@@ -53,39 +51,33 @@ class InputFile:
 
 @dataclass
 class PackOptions:
-    model: str
-    inputs: list[str]
-    out: Path
-    mode: str = "sft"
-    seq_len: int = 8192
-    workers: int = 1
-    seed: int = 0
-    on_bad: str = "fail"
-    on_overlong: str = "drop"
-    style: str = "auto"
-    train_on: str = "last"
-    overwrite: bool = False
-    files: list[InputFile] = field(default_factory=list, repr=False)
+    model: str = opt(help="Model whose tokenizer and image processor are used: a glmv model artifact, a Hugging "
+                          "Face directory or Hub id, or a preset (tiny).")
+    inputs: list[str] = opt(help="JSONL file, FILE.jsonl:WEIGHT, or artifact directory; repeatable.", flag="--input")
+    out: Path = opt(help="Output artifact directory.")
+    mode: str = opt("sft", "pretrain (all text tokens trained) or sft (assistant turns only).", choices=MODES)
+    seq_len: int = opt(8192, "Tokens per packed row.", min=1)
+    workers: int = opt(1, "Tokenising processes (does not change the output).", min=1)
+    seed: int = opt(0, "Seed for :WEIGHT sampling and the pack order.")
+    on_bad: str = opt("fail", "fail: stop before writing anything; skip: count bad records and go on.",
+                      choices=("fail", "skip"))
+    on_overlong: str = opt("drop", "drop (counted in the manifest) or fail on samples longer than --seq-len.",
+                           choices=("drop", "fail"))
+    style: str = opt("auto", "Chat format: auto (from the model), glm41v or glm45v.", choices=STYLE_CHOICES)
+    train_on: str = opt("last", "sft: train the assistant turns after the last user turn (last) or all of them "
+                                "(all).", choices=("last", "all"))
+    overwrite: bool = opt(False, "Replace an existing --out.")
+    files: list[InputFile] = field(default_factory=list, repr=False, init=False)
 
-    def validate(self) -> "PackOptions":
-        if self.mode not in MODES:
-            raise GlmvError(f"--mode must be one of {', '.join(MODES)}, got '{self.mode}'")
-        if self.seq_len <= 0:
-            raise GlmvError(f"--seq-len must be > 0, got {self.seq_len}")
-        if self.workers < 1:
-            raise GlmvError(f"--workers must be >= 1, got {self.workers}")
-        if self.on_bad not in ("fail", "skip"):
-            raise GlmvError(f"--on-bad must be fail or skip, got '{self.on_bad}'")
-        if self.on_overlong not in ("drop", "fail"):
-            raise GlmvError(f"--on-overlong must be drop or fail, got '{self.on_overlong}'")
-        if self.style not in STYLES:
-            raise GlmvError(f"--style must be one of {', '.join(STYLES)}, got '{self.style}'")
-        if self.train_on not in ("last", "all"):
-            raise GlmvError(f"--train-on must be last or all, got '{self.train_on}'")
+    def check(self) -> None:
         if not self.inputs:
             raise GlmvError("--input is required (a JSONL file, FILE:WEIGHT, or an artifact directory)")
         self.files = [f for spec in self.inputs for f in resolve_input(spec, self.mode)]
-        return self
+
+    def validate(self) -> "PackOptions":
+        from glmv_cli import options
+
+        return options.validate(self)
 
 
 def resolve_input(spec: str, mode: str) -> list[InputFile]:
@@ -262,7 +254,9 @@ def pack(opts: PackOptions) -> Manifest:
     t_pack = time.perf_counter() - t0 - t_encode
 
     ident = tokenizer_identity(proc.tokenizer)
-    options = {k: v for k, v in asdict(opts).items() if k != "files"}
+    from glmv_cli import options as O
+
+    options = O.flat_dict(opts)
     options["style"] = style
     inputs, seen = [], set()
     for f in opts.files:
@@ -318,7 +312,7 @@ def pack(opts: PackOptions) -> Manifest:
     return read_manifest(opts.out)
 
 
-HELP = """Tokenise JSONL records and pack them into rows of --seq-len tokens for pretrain / sft.
+DOC = """Tokenise JSONL records and pack them into rows of --seq-len tokens for pretrain / sft.
 
 Records, one JSON object per line: {"id", "messages": [{"role": system|user|assistant,
 "content": text with <image> placeholders, or [{"type": "text", "text"}, {"type": "image"}]}],
@@ -333,28 +327,14 @@ glmv_cli.data.packed.PackedDataset(DIR).
 """
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("pack", help=HELP)
-    @user_errors
-    def pack_cmd(
-        model: Annotated[str, typer.Option("--model", help="Model preset (tiny) or model directory: its tokenizer and image processor are used.")],
-        inputs: Annotated[list[str], typer.Option("--input", help="JSONL file, FILE.jsonl:WEIGHT, or artifact directory; repeatable.")],
-        out: Annotated[Path, typer.Option("--out", help="Output artifact directory.")],
-        mode: Annotated[str, typer.Option(help="pretrain (all text tokens trained) or sft (assistant turns only).")] = "sft",
-        seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per packed row.")] = 8192,
-        workers: Annotated[int, typer.Option(help="Tokenising processes (does not change the output).")] = 1,
-        seed: Annotated[int, typer.Option(help="Seed for :WEIGHT sampling and the pack order.")] = 0,
-        on_bad: Annotated[str, typer.Option("--on-bad", help="fail: stop before writing anything; skip: count bad records and go on.")] = "fail",
-        on_overlong: Annotated[str, typer.Option("--on-overlong", help="drop (counted in the manifest) or fail on samples longer than --seq-len.")] = "drop",
-        style: Annotated[str, typer.Option(help="Chat format: auto (from the model type), glm41v or glm45v.")] = "auto",
-        train_on: Annotated[str, typer.Option("--train-on", help="sft: train the assistant turns after the last user turn (last) or all of them (all).")] = "last",
-        overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
-        recipe: RecipeOpt = None,
-    ) -> None:
-        m = pack(PackOptions(model=model, inputs=list(inputs), out=out, mode=mode, seq_len=seq_len, workers=workers,
-                             seed=seed, on_bad=on_bad, on_overlong=on_overlong, style=style, train_on=train_on,
-                             overwrite=overwrite))
-        x = m.metrics
-        drops = ", ".join(f"{k} {v}" for k, v in x["dropped"].items()) or "none"
-        typer.echo(f"wrote {m.path}: {x['records_out']} samples from {x['records_in']} records in {x['packs']} packs, "
-                   f"{x['tokens']} tokens, fill {x['fill_efficiency'] * 100:.2f} %, dropped: {drops}")
+def report(m: Manifest) -> None:
+    x = m.metrics
+    drops = ", ".join(f"{k} {v}" for k, v in x["dropped"].items()) or "none"
+    print(f"wrote {m.path}: {x['records_out']} samples from {x['records_in']} records in {x['packs']} packs, "
+          f"{x['tokens']} tokens, fill {x['fill_efficiency'] * 100:.2f} %, dropped: {drops}")
+
+
+def register(app: Any) -> None:
+    from glmv_cli.cli import add_command
+
+    add_command(app, "pack", pack, PackOptions, doc=DOC, report=report)

@@ -11,46 +11,55 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from glmv_cli.artifacts import Manifest
 from glmv_cli.errors import GlmvError
+from glmv_cli.options import opt
 from glmv_cli.training.run import TrainOptions
 
-FIELDS = ["model", "init_vision", "init_llm", "data", "out", "train", "lr", "betas", "adam_eps",
-          "weight_decay", "warmup_steps", "schedule", "min_lr_ratio", "clip", "micro_batch", "global_batch",
-          "zero_stage", "precision", "activation_checkpointing", "vision_chunk_images", "checkpoint_every",
-          "keep_checkpoints", "keep_final_checkpoint", "seed", "max_steps", "epochs", "log_every",
-          "peak_tflops", "resume", "overwrite"]
 
-
-@dataclass
+@dataclass(kw_only=True)
 class PretrainOptions(TrainOptions):
-    def validate(self, world: int = 1):
-        if self.init_vision is not None and self.model not in ("", "tiny"):
+    model: Optional[str] = opt(None, "Model to start from: a glmv model artifact, a Hugging Face directory or Hub "
+                                     "id, or a preset (tiny, glm-4.1v-9b, glm-4.5v: random weights). Or assemble "
+                                     "one with --init-vision and --init-llm.")
+    init_vision: Optional[Path] = opt(None, "AIMv2 checkpoint directory for the vision tower (with --init-llm, "
+                                            "instead of --model).")
+    init_llm: Optional[Path] = opt(None, "GLM-4 causal LM checkpoint directory (with --init-vision).")
+
+    def check(self) -> None:
+        if (self.init_vision is None) != (self.init_llm is None):
+            raise GlmvError("--init-vision and --init-llm go together (AIMv2 vision tower + GLM-4 LM)")
+        if self.init_vision is not None and self.model is not None:
             raise GlmvError("--model and --init-vision/--init-llm exclude each other: start from a model, "
                             "or assemble one")
-        return super().validate(world)
+        if self.init_vision is None and self.model is None:
+            raise GlmvError("give --model (a model or preset to start from) or --init-vision with --init-llm")
 
 
 def pretrain(opts: PretrainOptions) -> Manifest | None:
     """Runs pretraining; returns the artifact's manifest (None on ranks other than 0)."""
     from glmv_cli.training.run import load_assembled, load_model, run_training
 
+    seed = opts.training.seed
+
     def loader():
         if opts.init_vision is not None:
-            model, proc = load_assembled(Path(opts.init_vision), Path(opts.init_llm), opts.seed)
+            model, proc = load_assembled(Path(opts.init_vision), Path(opts.init_llm), seed)
             return model, proc, [], f"assembled:{Path(opts.init_vision).resolve()}+{Path(opts.init_llm).resolve()}"
-        model, proc, inputs = load_model(opts.model, seed=opts.seed)
+        model, proc, inputs = load_model(opts.model, seed=seed)
         return model, proc, inputs, inputs[0].sha256 if inputs else str(opts.model)
 
     return run_training("pretrain", opts, model_loader=loader)
 
 
 def register(app) -> None:
-    from glmv_cli.training.run import make_command
+    from glmv_cli.cli import add_command
+    from glmv_cli.training.run import report
 
-    make_command(app, "pretrain", pretrain, PretrainOptions, fields=FIELDS, defaults={"lr": 1e-4},
-                 doc="Pretrain a GLM-4.1V-style model on packed data (DeepSpeed ZeRO 0-3, exact resume).\n\n"
-                     "Start from --model PRESET|DIR, or assemble --init-vision AIMV2_DIR --init-llm GLM4_DIR. "
-                     "Writes the model (Hugging Face format), metrics.jsonl and a manifest to --out. "
-                     "Under torchrun/deepspeed every process runs the same command.")
+    add_command(app, "pretrain", pretrain, PretrainOptions, report=report,
+                doc="Pretrain a GLM-4.1V-style model on packed data (DeepSpeed ZeRO 0-3, exact resume).\n\n"
+                    "Start from --model PRESET|DIR|HUB_ID, or assemble --init-vision AIMV2_DIR --init-llm GLM4_DIR. "
+                    "Writes the model (Hugging Face format), metrics.jsonl and a manifest to --out. "
+                    "Under torchrun/deepspeed every process runs the same command.")

@@ -13,34 +13,42 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any, Optional
 
-import typer
-
-from glmv_cli.cli import RecipeOpt, user_errors
 from glmv_cli.errors import GlmvError
+from glmv_cli.options import opt
 
 PLAN = "upload_plan.json"
 
 
 @dataclass
 class PushOptions:
-    model: Path
-    repo: str
-    private: bool = False
-    revision: str = "main"
-    commit_message: Optional[str] = None
-    dry_run: bool = False
-    out: Optional[Path] = None
-    overwrite: bool = False
-    include_checkpoints: bool = False
-    evals: list[Path] = field(default_factory=list)
-    license: str = "mit"
-    base_model: list[str] = field(default_factory=list)
-    tags: list[str] = field(default_factory=list)
-    endpoint: Optional[str] = None
+    model: Path = opt(help="Model artifact directory (written by pretrain, extend-context, sft or rlcs).",
+                      argument=True, metavar="DIR")
+    repo: str = opt(help="Target Hub repo, 'owner/name'; created if missing.")
+    private: bool = opt(False, "Create the repo private [default: the owner's default visibility]; an existing "
+                               "repo keeps its visibility.")
+    revision: str = opt("main", "Branch to commit to; created from main if missing.")
+    commit_message: Optional[str] = opt(None, "Commit summary [default: 'glmv push: <stage> model (manifest <sha>)'].")
+    dry_run: bool = opt(False, "Validate, write README.md and upload_plan.json to --out, and touch no network.")
+    out: Optional[Path] = opt(None, "Directory for README.md and upload_plan.json: required with --dry-run; after "
+                                    "a real push, a record of what was sent.")
+    overwrite: bool = opt(False, "Reuse a non-empty --out.")
+    include_checkpoints: bool = opt(False, "Also upload DIR/checkpoints/ (resumable training state).")
+    evals: list[Path] = opt([], "Eval artifact of this model whose results go into the card (repeatable).",
+                            flag="--eval", metavar="DIR")
+    license: str = opt("mit", "License id for the card metadata.")
+    base_model: list[str] = opt([], "Hub id of the base model (repeatable) [default: the Hub ids given to *model* "
+                                    "options in the lineage; 'none' omits it].", metavar="ID")
+    tags: list[str] = opt([], "Extra card tag (repeatable).", flag="--tag", metavar="TAG")
+    endpoint: Optional[str] = opt(None, "Hub URL [default: $HF_ENDPOINT or https://huggingface.co].")
 
     def validate(self) -> None:
+        from glmv_cli import options
+
+        options.validate(self)
+
+    def check(self) -> None:
         from glmv_cli.hub import check_repo_id
 
         check_repo_id(self.repo)
@@ -67,6 +75,7 @@ class PushResult:
     plan: dict[str, Any]
     card: str
     pushed: bool
+    out: Optional[Path] = None
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -102,84 +111,56 @@ def push(opts: PushOptions) -> PushResult:
         _write_text(opts.out / hub.CARD, card)
         _write_text(opts.out / PLAN, json.dumps(plan, indent=2) + "\n")
     if token is None:
-        return PushResult(plan, card, pushed=False)
+        return PushResult(plan, card, pushed=False, out=opts.out)
     plan["result"] = hub.upload(art, card, plan, token)
     if opts.out is not None:
         _write_text(opts.out / PLAN, json.dumps(plan, indent=2) + "\n")
-    return PushResult(plan, card, pushed=True)
+    return PushResult(plan, card, pushed=True, out=opts.out)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("push")
-    @user_errors
-    def push_cmd(
-        model: Annotated[Path, typer.Argument(help="Model artifact directory (written by pretrain, "
-                                                   "extend-context, sft or rlcs).")],
-        repo: Annotated[str, typer.Option("--repo", help="Target Hub repo, 'owner/name'; created if missing.")],
-        private: Annotated[bool, typer.Option("--private", help="Create the repo private [default: the owner's default visibility]; an existing "
-                                                                "repo keeps its visibility.")] = False,
-        revision: Annotated[str, typer.Option("--revision", help="Branch to commit to; created from main "
-                                                                 "if missing.")] = "main",
-        commit_message: Annotated[Optional[str], typer.Option(
-            "--commit-message", help="Commit summary [default: 'glmv push: <stage> model (manifest <sha>)'].")] = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate, write README.md and "
-                                              "upload_plan.json to --out, and touch no network.")] = False,
-        out: Annotated[Optional[Path], typer.Option("--out", help="Directory for README.md and "
-                                                    "upload_plan.json: required with --dry-run; after a "
-                                                    "real push, a record of what was sent.")] = None,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Reuse a non-empty --out.")] = False,
-        include_checkpoints: Annotated[bool, typer.Option(
-            "--include-checkpoints", help="Also upload DIR/checkpoints/ (resumable training state).")] = False,
-        evals: Annotated[Optional[list[Path]], typer.Option(
-            "--eval", metavar="DIR", help="Eval artifact of this model whose results go into the card (repeatable).")] = None,
-        license: Annotated[str, typer.Option("--license", help="License id for the card metadata.")] = "mit",
-        base_model: Annotated[Optional[list[str]], typer.Option(
-            "--base-model", metavar="ID", help="Hub id of the base model (repeatable) [default: the Hub ids given to "
-                                 "*model* options in the lineage; 'none' omits it].")] = None,
-        tags: Annotated[Optional[list[str]], typer.Option("--tag", metavar="TAG", help="Extra card tag (repeatable).")] = None,
-        endpoint: Annotated[Optional[str], typer.Option(
-            "--endpoint", help="Hub URL [default: $HF_ENDPOINT or https://huggingface.co].")] = None,
-        recipe: RecipeOpt = None,
-    ) -> None:
-        """Upload a model artifact to the Hugging Face Hub with a generated model card.
+DOC = """Upload a model artifact to the Hugging Face Hub with a generated model card.
 
-        Checks first, before any request: the manifest's sha256 of every file to upload, the
-        shards against model.safetensors.index.json (each named shard exists and holds its
-        tensors, no stray shard), config.json with a model_type, tokenizer_config.json plus
-        tokenizer.json (or tokenizer.model), and preprocessor_config.json or processor_config.json.
-        The first failure is an error naming the file, and nothing is sent.
+Checks first, before any request: the manifest's sha256 of every file to upload, the
+shards against model.safetensors.index.json (each named shard exists and holds its
+tensors, no stray shard), config.json with a model_type, tokenizer_config.json plus
+tokenizer.json (or tokenizer.model), and preprocessor_config.json or processor_config.json.
+The first failure is an error naming the file, and nothing is sent.
 
-        Then it writes README.md: YAML metadata (license, base_model, pipeline_tag
-        image-text-to-text, tags, model-index with eval results) and a body with the lineage as a
-        table of stages with key options and metrics, the eval results, and usage snippets for
-        transformers and glmv. Eval results come from --eval artifacts (an `eval` stage run on this
-        exact model) and from eval stages in the lineage: metrics["results"][task][metric].
+Then it writes README.md: YAML metadata (license, base_model, pipeline_tag
+image-text-to-text, tags, model-index with eval results) and a body with the lineage as a
+table of stages with key options and metrics, the eval results, and usage snippets for
+transformers and glmv. Eval results come from --eval artifacts (an `eval` stage run on this
+exact model) and from eval stages in the lineage: metrics["results"][task][metric].
 
-        It creates the repo (exist_ok) and commits manifest.json, every file the manifest lists
-        (checkpoints/ only with --include-checkpoints) and README.md in one commit. Files on disk
-        that the manifest does not list are not uploaded (upload_plan.json names them).
+It creates the repo (exist_ok) and commits manifest.json, every file the manifest lists
+(checkpoints/ only with --include-checkpoints) and README.md in one commit. Files on disk
+that the manifest does not list are not uploaded (upload_plan.json names them).
 
-        The token comes from HF_TOKEN or `hf auth login`; it is never printed or written. Pushing
-        needs HF_HUB_OFFLINE unset. --dry-run needs no token and no network.
-        """
-        res = push(PushOptions(model=model, repo=repo, private=private, revision=revision,
-                               commit_message=commit_message, dry_run=dry_run, out=out, overwrite=overwrite,
-                               include_checkpoints=include_checkpoints, evals=list(evals or []),
-                               license=license, base_model=list(base_model or []), tags=list(tags or []),
-                               endpoint=endpoint))
-        plan = res.plan
-        mb = plan["total_bytes"] / 1e6
-        vis = "private" if plan["private"] else "public"
-        typer.echo(f"{len(plan['files'])} files ({mb:,.1f} MB) -> {plan['repo_id']} ({vis}) "
-                   f"@ {plan['revision']}: {plan['commit_message']}")
-        if plan["excluded"]:
-            n = len(plan["excluded"])
-            typer.echo(f"  excluded: {n} file{'s' * (n != 1)} under checkpoints/ (--include-checkpoints)")
-        for rel in plan["not_in_manifest"][:10]:
-            typer.echo(f"  not uploaded (not in the manifest): {rel}")
-        if len(plan["not_in_manifest"]) > 10:
-            typer.echo(f"  … and {len(plan['not_in_manifest']) - 10} more")
-        if res.pushed:
-            typer.echo(f"pushed: {plan['result']['commit_url']}")
-        else:
-            typer.echo(f"dry run: wrote {out / 'README.md'} and {out / PLAN}; nothing was sent")
+The token comes from HF_TOKEN or `hf auth login`; it is never printed or written. Pushing
+needs HF_HUB_OFFLINE unset. --dry-run needs no token and no network.
+"""
+
+
+def report(res: PushResult) -> None:
+    plan = res.plan
+    mb = plan["total_bytes"] / 1e6
+    vis = "private" if plan["private"] else "public"
+    print(f"{len(plan['files'])} files ({mb:,.1f} MB) -> {plan['repo_id']} ({vis}) "
+          f"@ {plan['revision']}: {plan['commit_message']}")
+    if plan["excluded"]:
+        n = len(plan["excluded"])
+        print(f"  excluded: {n} file{'s' * (n != 1)} under checkpoints/ (--include-checkpoints)")
+    for rel in plan["not_in_manifest"][:10]:
+        print(f"  not uploaded (not in the manifest): {rel}")
+    if len(plan["not_in_manifest"]) > 10:
+        print(f"  … and {len(plan['not_in_manifest']) - 10} more")
+    if res.pushed:
+        print(f"pushed: {plan['result']['commit_url']}")
+    else:
+        print(f"dry run: wrote {res.out / 'README.md'} and {res.out / PLAN}; nothing was sent")
+
+
+def register(app: Any) -> None:
+    from glmv_cli.cli import add_command
+
+    add_command(app, "push", push, PushOptions, doc=DOC, report=report)

@@ -17,38 +17,34 @@ import json
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Optional
-
-import typer
+from typing import Any, Optional
 
 from glmv_cli.artifacts import ArtifactWriter, Manifest
-from glmv_cli.cli import RecipeOpt, user_errors
 from glmv_cli.errors import GlmvError, where
-
-STYLES = ("glm41v", "glm45v")
-
+from glmv_cli.names import STYLE_CHOICES
+from glmv_cli.options import opt
 
 @dataclass
 class RewardOptions:
-    input: Path
-    out: Path
-    config: Optional[Path] = None
-    style: Optional[str] = None
-    on_bad: str = "fail"
-    workers: int = 1
-    overwrite: bool = False
+    input: Path = opt(help="JSONL of {response, reference, domain, prompt?, extra?}.")
+    out: Path = opt(help="Output artifact directory.")
+    config: Optional[Path] = opt(None, "rewards.yaml: gates, domains, judge endpoints.")
+    style: str = opt("auto", "Answer format: auto (the config's, default glm41v), glm41v (<answer> tags) or "
+                             "glm45v.", choices=STYLE_CHOICES)
+    on_bad: str = opt("fail", "fail: stop at the first bad line; skip: count and go on.", choices=("fail", "skip"))
+    workers: int = opt(1, "Threads (helps LLM-judge domains).", min=1)
+    overwrite: bool = opt(False, "Replace an existing --out.")
 
-    def validate(self) -> None:
-        if not self.input.is_file():
+    def check(self) -> None:
+        if not Path(self.input).is_file():
             raise GlmvError(f"--input '{self.input}' does not exist or is not a file")
-        if self.style is not None and self.style not in STYLES:
-            raise GlmvError(f"--style must be one of {', '.join(STYLES)}, got '{self.style}'")
-        if self.on_bad not in ("fail", "skip"):
-            raise GlmvError(f"--on-bad must be 'fail' or 'skip', got '{self.on_bad}'")
-        if self.workers < 1:
-            raise GlmvError(f"--workers must be >= 1, got {self.workers}")
+
+    def validate(self) -> "RewardOptions":
+        from glmv_cli import options
+
+        return options.validate(self)
 
 
 def read_lines(path: Path, known_domains: list[str], on_bad: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -122,7 +118,7 @@ def reward(opts: RewardOptions, console: Any = None) -> Manifest:
 
     opts.validate()
     cfg = load_config(opts.config)
-    if opts.style is not None:
+    if opts.style != "auto":
         cfg = cfg.with_style(opts.style)
     records, problems = read_lines(opts.input, cfg.known_domains(), opts.on_bad)
 
@@ -133,7 +129,9 @@ def reward(opts: RewardOptions, console: Any = None) -> Manifest:
         row["domain"] = rec["domain"]  # group by the user's label (stem stays stem)
         return row
 
-    resolved = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()}
+    from glmv_cli import options as O
+
+    resolved = O.flat_dict(opts)
     art = ArtifactWriter(opts.out, "reward", options=resolved, overwrite=opts.overwrite).open()  # --out checked first
     try:
         t0 = time.perf_counter()
@@ -175,24 +173,15 @@ def print_table(metrics: dict[str, Any], console: Any = None) -> None:
     console.print(t)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("reward")
-    @user_errors
-    def reward_cmd(
-        input: Annotated[Path, typer.Option("--input", help="JSONL of {response, reference, domain, prompt?, extra?}.")],
-        out: Annotated[Path, typer.Option("--out", help="Output artifact directory.")],
-        config: Annotated[Optional[Path], typer.Option("--config", help="rewards.yaml: gates, domains, judge endpoints.")] = None,
-        style: Annotated[Optional[str], typer.Option("--style", help="Answer format: glm41v (<answer> tags) or glm45v.")] = None,
-        on_bad: Annotated[str, typer.Option("--on-bad", help="fail: stop at the first bad line; skip: count and go on.")] = "fail",
-        workers: Annotated[int, typer.Option("--workers", help="Threads (helps LLM-judge domains).")] = 1,
-        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-        recipe: RecipeOpt = None,
-    ) -> None:
-        """Score a file of responses with the reward gates and domain verifiers.
+DOC = """Score a file of responses with the reward gates and domain verifiers.
 
-        Writes OUT/scores.jsonl and a manifest with per-domain n, mean reward, pass rate, gate
-        failures and verifier errors, and prints them as a table. Use it to audit a verifier on
-        adversarial answers before an RL run.
-        """
-        reward(RewardOptions(input=input, out=out, config=config, style=style, on_bad=on_bad,
-                             workers=workers, overwrite=overwrite))
+Writes OUT/scores.jsonl and a manifest with per-domain n, mean reward, pass rate, gate
+failures and verifier errors, and prints them as a table. Use it to audit a verifier on
+adversarial answers before an RL run.
+"""
+
+
+def register(app: Any) -> None:
+    from glmv_cli.cli import add_command
+
+    add_command(app, "reward", reward, RewardOptions, doc=DOC)

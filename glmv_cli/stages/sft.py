@@ -7,23 +7,17 @@ The data must have been packed in sft mode; pretraining packs (every token a lab
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from glmv_cli.artifacts import Manifest
 from glmv_cli.errors import GlmvError
+from glmv_cli.training.config import OptimConfig, TrainConfig
 from glmv_cli.training.run import TrainOptions
 
-FIELDS = ["model", "data", "out", "train", "lr", "betas", "adam_eps", "weight_decay", "warmup_steps",
-          "schedule", "min_lr_ratio", "clip", "micro_batch", "global_batch", "zero_stage", "precision",
-          "activation_checkpointing", "vision_chunk_images", "checkpoint_every", "keep_checkpoints",
-          "keep_final_checkpoint", "seed", "max_steps", "epochs", "log_every", "peak_tflops", "resume",
-          "overwrite"]
-DEFAULTS = {"lr": 2e-5}
 
-
-@dataclass
+@dataclass(kw_only=True)
 class SftOptions(TrainOptions):
-    lr: float = 2e-5
+    training: TrainConfig = field(default_factory=lambda: TrainConfig(optim=OptimConfig(lr=2e-5)))
 
 
 def sft(opts: SftOptions) -> Manifest | None:
@@ -31,7 +25,7 @@ def sft(opts: SftOptions) -> Manifest | None:
     from glmv_cli.training.run import load_model, run_training
 
     def loader():
-        model, proc, inputs = load_model(opts.model, seed=opts.seed)
+        model, proc, inputs = load_model(opts.model, seed=opts.training.seed)
         return model, proc, inputs, inputs[0].sha256 if inputs else str(opts.model)
 
     def prepare(model, processor) -> None:
@@ -46,8 +40,10 @@ def sft(opts: SftOptions) -> Manifest | None:
 
 
 def register(app) -> None:
-    from glmv_cli.training.run import make_command
+    from glmv_cli.cli import add_command
+    from glmv_cli.training.run import report
 
-    make_command(app, "sft", sft, SftOptions, fields=FIELDS, defaults=DEFAULTS,
-                 doc="Supervised fine-tuning on packed chat data (loss on assistant tokens only).\n\n"
-                     "Starts from a model artifact or Hugging Face directory; same engine and flags as pretrain.")
+    add_command(app, "sft", sft, SftOptions, report=report,
+                doc="Supervised fine-tuning on packed chat data (loss on assistant tokens only).\n\n"
+                    "Starts from a model artifact, a Hugging Face directory or Hub id; same engine and flags as "
+                    "pretrain.")

@@ -13,13 +13,11 @@ import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated
-
-import typer
+from typing import Any
 
 from glmv_cli.artifacts import ArtifactWriter, Manifest
-from glmv_cli.cli import RecipeOpt, user_errors
 from glmv_cli.errors import GlmvError
+from glmv_cli.options import opt
 
 ALL_DOMAINS = ("stem", "counting", "ocr", "chart", "grounding", "gui")
 # Opt-in: never in the default mix, so default outputs stay byte-identical (glmv_cli.synth.OPT_IN).
@@ -68,34 +66,31 @@ def parse_size(text: str) -> tuple[int, int]:
 
 @dataclass
 class SynthOptions:
-    out: Path
-    domains: str = ",".join(ALL_DOMAINS)
-    n_train: int = 3000
-    n_eval: int = 300
-    levels: str = "1-5"
-    seed: int = 0
-    image_size: str = "112"
-    workers: int = 1
-    sft_fraction: float = 0.5
-    overwrite: bool = False
-    parsed: dict = field(default_factory=dict, repr=False)
+    out: Path = opt(help="Output artifact directory.")
+    domains: str = opt(",".join(ALL_DOMAINS), f"Comma-separated domains from: {', '.join(ALL_DOMAINS)}; opt-in: "
+                                              f"{', '.join(OPT_IN_DOMAINS)} (MP4 clips; the answer depends on time).")
+    n_train: int = opt(3000, "Train scenes (each: one pretrain record + one sft or rl record), spread evenly over "
+                             "domains x levels.", min=0)
+    n_eval: int = opt(300, "Held-out eval scenes, spread evenly over domains x levels.", min=0)
+    levels: str = opt("1-5", "Difficulty levels: a range 1-5, a list 1,3,5, or both 1-2,4.")
+    seed: int = opt(0, "Seed; the same seed gives byte-identical JSONL and PNGs.", min=0)
+    image_size: str = opt("112", "Image size N or WxH in pixels (64..1024).")
+    workers: int = opt(1, "Worker processes (does not change the output).", min=1)
+    sft_fraction: float = opt(0.5, "Share of train scenes that become sft records; the rest become rl records.",
+                              min=0, max=1)
+    overwrite: bool = opt(False, "Replace an existing --out.")
+    parsed: dict = field(default_factory=dict, repr=False, init=False)
 
-    def validate(self) -> "SynthOptions":
-        if self.n_train < 0:
-            raise GlmvError(f"--n-train must be >= 0, got {self.n_train}")
-        if self.n_eval < 0:
-            raise GlmvError(f"--n-eval must be >= 0, got {self.n_eval}")
+    def check(self) -> None:
         if self.n_train + self.n_eval == 0:
             raise GlmvError("--n-train and --n-eval are both 0: nothing to generate")
-        if self.workers < 1:
-            raise GlmvError(f"--workers must be >= 1, got {self.workers}")
-        if not 0.0 <= self.sft_fraction <= 1.0:
-            raise GlmvError(f"--sft-fraction must be in [0, 1], got {self.sft_fraction}")
-        if self.seed < 0:
-            raise GlmvError(f"--seed must be >= 0, got {self.seed}")
         self.parsed = {"domains": parse_domains(self.domains), "levels": parse_levels(self.levels),
                        "size": parse_size(self.image_size)}
-        return self
+
+    def validate(self) -> "SynthOptions":
+        from glmv_cli import options
+
+        return options.validate(self)
 
     def resolved(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k not in ("parsed", "overwrite")}
@@ -165,25 +160,13 @@ Images default to 112x112 so the tiny model can learn on a CPU; --image-size 64.
 """
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("synth", help=HELP)
-    @user_errors
-    def synth_cmd(
-        out: Annotated[Path, typer.Option("--out", help="Output artifact directory.")],
-        domains: Annotated[str, typer.Option(help=f"Comma-separated domains from: {', '.join(ALL_DOMAINS)}; opt-in: {', '.join(OPT_IN_DOMAINS)} (MP4 clips; the answer depends on time).")] = ",".join(ALL_DOMAINS),
-        n_train: Annotated[int, typer.Option("--n-train", help="Train scenes (each: one pretrain record + one sft or rl record), spread evenly over domains x levels.")] = 3000,
-        n_eval: Annotated[int, typer.Option("--n-eval", help="Held-out eval scenes, spread evenly over domains x levels.")] = 300,
-        levels: Annotated[str, typer.Option(help="Difficulty levels: a range 1-5, a list 1,3,5, or both 1-2,4.")] = "1-5",
-        seed: Annotated[int, typer.Option(help="Seed; the same seed gives byte-identical JSONL and PNGs.")] = 0,
-        image_size: Annotated[str, typer.Option("--image-size", help="Image size N or WxH in pixels (64..1024).")] = "112",
-        workers: Annotated[int, typer.Option(help="Worker processes (does not change the output).")] = 1,
-        sft_fraction: Annotated[float, typer.Option("--sft-fraction", help="Share of train scenes that become sft records; the rest become rl records.")] = 0.5,
-        overwrite: Annotated[bool, typer.Option(help="Replace an existing --out.")] = False,
-        recipe: RecipeOpt = None,
-    ) -> None:
-        m = synth(SynthOptions(out=out, domains=domains, n_train=n_train, n_eval=n_eval, levels=levels, seed=seed,
-                               image_size=image_size, workers=workers, sft_fraction=sft_fraction,
-                               overwrite=overwrite))
-        r = m.metrics["records"]
-        typer.echo(f"wrote {m.path}: " + ", ".join(f"{k} {v}" for k, v in r.items())
-                   + f" records in {m.metrics['seconds']:.1f} s ({m.metrics['records_per_s']:.0f} records/s)")
+def report(m: Manifest) -> None:
+    r = m.metrics["records"]
+    print(f"wrote {m.path}: " + ", ".join(f"{k} {v}" for k, v in r.items())
+          + f" records in {m.metrics['seconds']:.1f} s ({m.metrics['records_per_s']:.0f} records/s)")
+
+
+def register(app: Any) -> None:
+    from glmv_cli.cli import add_command
+
+    add_command(app, "synth", synth, SynthOptions, doc=HELP, report=report)

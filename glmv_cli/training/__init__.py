@@ -2,9 +2,11 @@
 
 ``Engine`` is the step-level API (``train_step``, ``save_checkpoint``/``load_checkpoint``);
 ``fit`` is the packed-data loop with checkpoints, resume, logging and export; ``TrainConfig``
-holds every option, validated in one place.
+composes the option groups, validated in one place (``glmv_cli.options``).
 """
 
-from glmv_cli.training.config import BatchConfig, OptimConfig, TrainConfig, lr_at, total_steps
+from glmv_cli.training.config import (BatchConfig, CheckpointConfig, EngineConfig, LogConfig, OptimConfig,
+                                      TrainConfig, lr_at, total_steps)
 
-__all__ = ["BatchConfig", "OptimConfig", "TrainConfig", "lr_at", "total_steps"]
+__all__ = ["BatchConfig", "CheckpointConfig", "EngineConfig", "LogConfig", "OptimConfig", "TrainConfig", "lr_at",
+           "total_steps"]

@@ -1,8 +1,11 @@
-"""Training configuration: one dataclass group, validated in one place, plus the LR schedule.
+"""Training configuration: small option groups (optimizer, batch, engine, checkpoints, logging)
+composed into ``TrainConfig``, validated in one place (``glmv_cli.options.validate``), plus the LR
+schedule.
 
-Every message names the command-line flag at fault, so a recipe typo or a bad batch arithmetic
-fails before any model is built. Batch arithmetic: a *pack* is one packed row of ``--seq-len``
-tokens (DESIGN §5); a micro batch of ``m`` packs is run as ONE row of ``m * seq_len`` tokens
+Every field carries its own help and bounds, and every message names the command-line flag at
+fault, so a recipe typo or a bad batch arithmetic fails before any model is built. Stages compose
+the groups they need (rlcs takes optimizer, engine, checkpoints and logging but not the packed-data
+batch). Batch arithmetic: a *pack* is one packed row of ``--seq-len`` tokens; a micro batch of ``m`` packs is run as ONE row of ``m * seq_len`` tokens
 (packs are concatenated; position row 0 restarts per sample, so the block-diagonal mask keeps them
 apart exactly as it keeps samples apart inside a pack). The global batch ``G`` packs per optimizer
 step is split over ``world`` data-parallel ranks and ``accum`` micro steps:
@@ -27,10 +30,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from glmv_cli.errors import GlmvError
+from glmv_cli.options import opt
 
 SCHEDULES = ("cosine", "linear", "constant")
 TRAINABLE = ("vision", "merger", "llm")
 CHECKPOINT_MODES = ("off", "full", "llm", "vision", "every-N")
+REPORT_TO = ("none", "tensorboard", "wandb")
 _BOOL_MODES = {"true": "full", "false": "off"}
 
 
@@ -56,120 +61,136 @@ def parse_checkpointing(value: Any) -> str:
     )
 
 
+def parse_betas(value: Any) -> tuple[float, float]:
+    """``"0.9,0.95"`` or ``[0.9, 0.95]`` -> ``(0.9, 0.95)``; errors name the flag."""
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        betas = tuple(float(x) for x in items)
+    except (TypeError, ValueError):
+        raise GlmvError(f"--betas must be two comma-separated numbers such as 0.9,0.95, got {value!r}") from None
+    if len(betas) != 2 or not all(0.0 <= x < 1.0 for x in betas):
+        raise GlmvError(f"--betas must be two numbers in [0, 1), got {list(betas)}")
+    return betas  # type: ignore[return-value]
+
+
+def parse_train(value: Any) -> tuple[str, ...]:
+    """``"vision,llm"`` (or a list) -> ``("vision", "llm")``, each one of TRAINABLE."""
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out = tuple(str(s).strip() for s in items if str(s).strip())
+    if not out or any(t not in TRAINABLE for t in out):
+        raise GlmvError(f"--train must be a comma list of {', '.join(TRAINABLE)}, got '{','.join(map(str, items))}'")
+    return out
+
+
 @dataclass
 class OptimConfig:
-    lr: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    weight_decay: float = 0.1
-    warmup_steps: int = 0
-    schedule: str = "cosine"
-    min_lr_ratio: float = 0.1
-    clip: float = 1.0
+    """AdamW and the learning-rate schedule."""
+
+    lr: float = opt(1e-4, "Peak learning rate (AdamW).", gt=0)
+    betas: tuple[float, float] = opt((0.9, 0.95), "AdamW betas, two comma-separated numbers.", parse=parse_betas)
+    adam_eps: float = opt(1e-8, "AdamW epsilon.", gt=0)
+    weight_decay: float = opt(0.1, "AdamW weight decay (not applied to biases, norms and the vision position table).",
+                              min=0)
+    warmup_steps: int = opt(0, "Linear warmup (optimizer steps).", min=0)
+    schedule: str = opt("cosine", "LR decay after warmup.", choices=SCHEDULES)
+    min_lr_ratio: float = opt(0.1, "Final LR as a fraction of --lr (cosine/linear).", min=0, max=1)
+    clip: float = opt(1.0, "Gradient-norm clipping threshold (0 disables).", min=0)
 
 
 @dataclass
 class BatchConfig:
-    micro_batch: int = 1  # packs per micro step per rank
-    global_batch: int = 1  # packs per optimizer step over all ranks
+    """How many packs make a step, and how many steps make the run (pretrain / extend-context / sft)."""
+
+    micro_batch: int = opt(1, "Packs per micro step per process (joined into one row).", min=1)
+    global_batch: int = opt(1, "Packs per optimizer step over all processes; accumulation = global / "
+                               "(micro x processes).", min=1)
+    max_steps: int = opt(0, "Optimizer steps (0: --epochs over the data).", min=0)
+    epochs: float = opt(1.0, "Passes over the data when --max-steps is 0.", gt=0)
 
     def accum_steps(self, world: int) -> int:
         return self.global_batch // (self.micro_batch * world)
 
+    def check(self, world: int = 1) -> None:
+        if self.global_batch % (self.micro_batch * world):
+            raise GlmvError(
+                f"--global-batch {self.global_batch} must be a multiple of --micro-batch {self.micro_batch} x "
+                f"{world} data-parallel process(es) = {self.micro_batch * world}"
+            )
+
+
+@dataclass
+class EngineConfig:
+    """What is trained and how: ZeRO stage, precision, activation memory, the LM-head loss."""
+
+    train: tuple[str, ...] = opt(TRAINABLE, "Comma list of what is trained: vision, merger, llm.", parse=parse_train)
+    zero_stage: int = opt(0, "DeepSpeed ZeRO stage 0-3.", choices=(0, 1, 2, 3))
+    precision: str = opt("auto", "auto (bf16 on GPU, fp32 on CPU), fp32 or bf16.", choices=("auto", "fp32", "bf16"))
+    activation_checkpointing: str = opt(
+        "off", "Recompute activations in the backward pass: off; full (every LM decoder layer and vision block); "
+               "llm (decoder layers only); vision (vision blocks only); every-N (decoder layers 0, N, 2N, ... plus "
+               "all vision blocks). Recipes may say true (= full) or false (= off). Less memory for ~1/3 more "
+               "compute of the wrapped layers.", parse=parse_checkpointing, metavar="MODE")
+    vision_chunk_images: int = opt(0, "Run the vision tower over at most N images at a time (0: all at once); "
+                                      "exact. With vision checkpointing each chunk is recomputed on its own.", min=0)
+    # CPU: 0.47-0.52x the time of the full-logits CE; 4 % of its peak memory at 8K tokens.
+    chunked_loss: bool = opt(True, "Compute the LM loss and log-probs through the chunked LM head (glmv_kernels): "
+                                   "the [tokens x vocab] logits are never materialised. --no-chunked-loss uses "
+                                   "full logits.")
+
+
+@dataclass
+class CheckpointConfig:
+    """Resumable checkpoints of a training run."""
+
+    checkpoint_every: int = opt(0, "Save a resumable checkpoint every N steps (0: only at the end).", min=0)
+    keep_checkpoints: int = opt(2, "Checkpoints kept while training (newest first).", min=1)
+    keep_final_checkpoint: bool = opt(False, "Keep the last checkpoint in the artifact (not hashed) to continue "
+                                             "training later.")
+    resume: str = opt("never", "auto: continue an interrupted run with the same --out from its newest complete "
+                               "checkpoint; never: start over.", choices=("never", "auto"))
+
+
+@dataclass
+class LogConfig:
+    """Step lines and experiment tracking (metrics.jsonl is always written and is the source of truth)."""
+
+    log_every: int = opt(1, "Print a step line every N steps.", min=1)
+    report_to: str = opt("none", "Also write every metrics.jsonl scalar to: none, tensorboard (event files under "
+                                 "--out/tensorboard) or wandb (offline unless WANDB_MODE says otherwise).",
+                         choices=REPORT_TO)
+
 
 @dataclass
 class TrainConfig:
+    """Everything the engine and the packed-data loop read; stages compose it from the groups."""
+
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch: BatchConfig = field(default_factory=BatchConfig)
-    zero_stage: int = 0
-    precision: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    # off | full | llm | vision | every-N (see parse_checkpointing; a bool is accepted and normalised)
-    activation_checkpointing: str = "off"
-    vision_chunk_images: int = 0  # 0: the vision tower sees all images of a micro batch at once
-    # LM loss through glmv_kernels' chunked head: the [tokens x vocab] logits never exist
-    # (CPU: 0.47-0.52x the time of the full-logits CE; 4 % of its peak memory at 8K tokens).
-    chunked_loss: bool = True
-    checkpoint_every: int = 0  # 0: only at the end of the run
-    keep_checkpoints: int = 2
-    seed: int = 0
-    max_steps: int = 0  # 0: derived from epochs
-    epochs: float = 1.0
-    log_every: int = 1
-    peak_tflops: float = 0.0  # 0: by device
-    train: tuple[str, ...] = TRAINABLE
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    seed: int = opt(0, "Seed of the data order, of a preset's random init and of the fresh assembly weights.")
+    peak_tflops: float = opt(0.0, "Peak TFLOP/s per device for mfu (0: by device).", min=0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def validate(self, world: int = 1) -> "TrainConfig":
-        o, b = self.optim, self.batch
-        if not (o.lr > 0 and math.isfinite(o.lr)):
-            raise GlmvError(f"--lr must be > 0, got {o.lr}")
-        if len(o.betas) != 2 or not all(0.0 <= x < 1.0 for x in o.betas):
-            raise GlmvError(f"--betas must be two numbers in [0, 1), got {list(o.betas)}")
-        if o.eps <= 0:
-            raise GlmvError(f"--adam-eps must be > 0, got {o.eps}")
-        if o.weight_decay < 0:
-            raise GlmvError(f"--weight-decay must be >= 0, got {o.weight_decay}")
-        if o.warmup_steps < 0:
-            raise GlmvError(f"--warmup-steps must be >= 0, got {o.warmup_steps}")
-        if o.schedule not in SCHEDULES:
-            raise GlmvError(f"--schedule must be one of {', '.join(SCHEDULES)}, got '{o.schedule}'")
-        if not 0.0 <= o.min_lr_ratio <= 1.0:
-            raise GlmvError(f"--min-lr-ratio must be in [0, 1], got {o.min_lr_ratio}")
-        if o.clip < 0:
-            raise GlmvError(f"--clip must be >= 0 (0 disables clipping), got {o.clip}")
-        if b.micro_batch < 1:
-            raise GlmvError(f"--micro-batch must be >= 1, got {b.micro_batch}")
-        if b.global_batch < 1:
-            raise GlmvError(f"--global-batch must be >= 1, got {b.global_batch}")
-        if b.global_batch % (b.micro_batch * world):
-            raise GlmvError(
-                f"--global-batch {b.global_batch} must be a multiple of --micro-batch {b.micro_batch} x "
-                f"{world} data-parallel process(es) = {b.micro_batch * world}"
-            )
-        if self.zero_stage not in (0, 1, 2, 3):
-            raise GlmvError(f"--zero-stage must be 0, 1, 2 or 3, got {self.zero_stage}")
-        if self.precision not in ("auto", "fp32", "bf16"):
-            raise GlmvError(f"--precision must be auto, fp32 or bf16, got '{self.precision}'")
-        self.activation_checkpointing = parse_checkpointing(self.activation_checkpointing)
-        if self.vision_chunk_images < 0:
-            raise GlmvError(f"--vision-chunk-images must be >= 0 (0: off), got {self.vision_chunk_images}")
-        if self.checkpoint_every < 0:
-            raise GlmvError(f"--checkpoint-every must be >= 0, got {self.checkpoint_every}")
-        if self.keep_checkpoints < 1:
-            raise GlmvError(f"--keep-checkpoints must be >= 1, got {self.keep_checkpoints}")
-        if self.max_steps < 0:
-            raise GlmvError(f"--max-steps must be >= 0, got {self.max_steps}")
-        if self.max_steps == 0 and not self.epochs > 0:
-            raise GlmvError(f"--epochs must be > 0 when --max-steps is 0, got {self.epochs}")
-        if self.log_every < 1:
-            raise GlmvError(f"--log-every must be >= 1, got {self.log_every}")
-        if self.peak_tflops < 0:
-            raise GlmvError(f"--peak-tflops must be >= 0, got {self.peak_tflops}")
-        bad = [t for t in self.train if t not in TRAINABLE]
-        if bad or not self.train:
-            raise GlmvError(
-                f"--train must be a comma list of {', '.join(TRAINABLE)}, got '{','.join(self.train)}'"
-            )
+        from glmv_cli import options
+
+        options.validate(self, world)
         return self
-
-
-def parse_train(spec: str) -> tuple[str, ...]:
-    """``"vision,llm"`` -> ``("vision", "llm")`` (validated later by TrainConfig.validate)."""
-    return tuple(s.strip() for s in spec.split(",") if s.strip())
 
 
 def total_steps(cfg: TrainConfig, n_packs: int, world: int = 1) -> int:
     """Optimizer steps of the run: --max-steps, else epochs over whole global batches."""
-    per_epoch = n_packs // cfg.batch.global_batch
+    b = cfg.batch
+    per_epoch = n_packs // b.global_batch
     if per_epoch < 1:
-        raise GlmvError(
-            f"--global-batch {cfg.batch.global_batch} is larger than the data ({n_packs} packs)"
-        )
-    if cfg.max_steps:
-        return cfg.max_steps
-    return max(1, int(math.floor(cfg.epochs * per_epoch)))
+        raise GlmvError(f"--global-batch {b.global_batch} is larger than the data ({n_packs} packs)")
+    if b.max_steps:
+        return b.max_steps
+    return max(1, int(math.floor(b.epochs * per_epoch)))
 
 
 def lr_at(step: int, o: OptimConfig, total: int) -> float:

@@ -24,7 +24,9 @@ layout and the caller's extra JSON (data cursor, sampler state).
 from __future__ import annotations
 
 import json
+import os
 import random
+import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,11 +36,11 @@ import numpy as np
 import torch
 
 from glmv_cli.errors import GlmvError
+from glmv_cli.lifecycle import STATE
 from glmv_cli.training import dist, memory
 from glmv_cli.training.config import TrainConfig, lr_at
 from glmv_cli.training.loss import count_label_tokens, is_packed_lm_batch, lm_loss_sum, with_vision_probe
 
-STATE = "state.json"
 MODEL_FILE = "model.safetensors"
 
 
@@ -75,18 +77,18 @@ class Engine:
         self.total_steps = total_steps
         self.step = 0
         use_cuda = torch.cuda.is_available()
-        self.bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and use_cuda)
-        if cfg.precision == "bf16" and not use_cuda:
+        self.bf16 = cfg.engine.precision == "bf16" or (cfg.engine.precision == "auto" and use_cuda)
+        if cfg.engine.precision == "bf16" and not use_cuda:
             raise GlmvError("--precision bf16 needs a GPU; use fp32 (or auto) on CPU")
-        trainable = set(cfg.train)
+        trainable = set(cfg.engine.train)
         for name, p in model.named_parameters():
             p.requires_grad_(param_group_of(name) in trainable)
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
-            raise GlmvError(f"--train {','.join(cfg.train)} selects no parameters of this model")
+            raise GlmvError(f"--train {','.join(cfg.engine.train)} selects no parameters of this model")
         # Checkpointing granularity and the chunked vision tower (training.memory) wrap module
         # forwards in place, before ZeRO-3 partitions the weights; inactive under no_grad / eval.
-        self.memory = memory.install(model, cfg.activation_checkpointing, cfg.vision_chunk_images)
+        self.memory = memory.install(model, cfg.engine.activation_checkpointing, cfg.engine.vision_chunk_images)
         model.config.use_cache = False
         o = cfg.optim
         groups = [
@@ -94,7 +96,7 @@ class Engine:
             {"params": [p for n, p in named if _is_no_decay(n, p)], "weight_decay": 0.0},
         ]
         groups = [g for g in groups if g["params"]]
-        optimizer = torch.optim.AdamW(groups, lr=lr_at(0, o, total_steps), betas=tuple(o.betas), eps=o.eps,
+        optimizer = torch.optim.AdamW(groups, lr=lr_at(0, o, total_steps), betas=tuple(o.betas), eps=o.adam_eps,
                                       foreach=False)
         self.accum = cfg.batch.accum_steps(self.world)
         ds_cfg: dict[str, Any] = {
@@ -102,7 +104,7 @@ class Engine:
             "gradient_accumulation_steps": self.accum,
             "train_batch_size": self.accum * self.world,
             "gradient_clipping": o.clip,
-            "zero_optimization": {"stage": cfg.zero_stage},
+            "zero_optimization": {"stage": cfg.engine.zero_stage},
             "steps_per_print": 1 << 30,
             "wall_clock_breakdown": False,
             "zero_allow_untested_optimizer": True,
@@ -183,10 +185,10 @@ class Engine:
             loss_sum = loss_fn(self.engine, self._to_device(mb))
             loss_local += float(loss_sum.detach().float())
             self.engine.backward(loss_sum * scale, scale_wrt_gas=False)
-            if last and self.cfg.zero_stage == 0:
+            if last and self.cfg.engine.zero_stage == 0:
                 grad_norm = self._grad_norm_stage0()
             self.engine.step()
-        if self.cfg.zero_stage != 0:
+        if self.cfg.engine.zero_stage != 0:
             gn = self.engine.get_global_grad_norm()
             grad_norm = float(gn) if gn is not None else float("nan")
         (loss_global,) = dist.all_sum([loss_local])
@@ -195,9 +197,17 @@ class Engine:
                 "grad_norm": grad_norm, "tokens": tokens_global, "label_tokens": n_global,
                 "time_s": time.perf_counter() - t0}
 
+    def memory_stats(self) -> dict[str, float]:
+        """Peak device memory since the last call (CUDA only; {} on CPU), for metrics.jsonl."""
+        if not (torch.cuda.is_available() and str(self.device).startswith("cuda")):
+            return {}
+        peak = torch.cuda.max_memory_allocated(self.device) / 2**30
+        torch.cuda.reset_peak_memory_stats(self.device)
+        return {"max_memory_allocated_gb": round(peak, 3)}
+
     # ------------------------------------------------------------------ weights
     def _gathered(self, params: list[torch.nn.Parameter], modifier_rank: int | None = None):
-        if self.cfg.zero_stage == 3:
+        if self.cfg.engine.zero_stage == 3:
             import deepspeed
 
             return deepspeed.zero.GatheredParameters(params, modifier_rank=modifier_rank)
@@ -218,7 +228,7 @@ class Engine:
 
     def load_full_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
         named = list(self.module.named_parameters())
-        writer = self.cfg.zero_stage != 3 or self.rank == 0  # ZeRO-3: rank 0 writes, exit broadcasts
+        writer = self.cfg.engine.zero_stage != 3 or self.rank == 0  # ZeRO-3: rank 0 writes, exit broadcasts
         missing = [n for n, _ in named if n not in sd]
         if missing:
             raise GlmvError(f"checkpoint lacks {len(missing)} model tensors, e.g. '{missing[0]}'")
@@ -241,21 +251,26 @@ class Engine:
 
     # ------------------------------------------------------------------ checkpoints
     def layout(self) -> dict[str, Any]:
-        return {"world_size": self.world, "zero_stage": self.cfg.zero_stage, "bf16": self.bf16,
-                "trainable": list(self.cfg.train)}
+        return {"world_size": self.world, "zero_stage": self.cfg.engine.zero_stage, "bf16": self.bf16,
+                "trainable": list(self.cfg.engine.train)}
 
     def save_checkpoint(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Writes a complete checkpoint into ``path`` (all ranks call this)."""
+        """Writes a complete checkpoint at ``path`` (all ranks call this).
+
+        Never in place: the files go to a hidden sibling ``.<name>.partial``, are fsynced, get
+        ``state.json`` last and the directory is renamed onto ``path``, so a kill at any moment
+        leaves either the previous checkpoints alone or a complete new one."""
         from safetensors.torch import save_file
 
         path = Path(path)
+        part = path.parent / f".{path.name}.partial"
         if self.rank == 0:
-            path.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(part, ignore_errors=True)
+            part.mkdir(parents=True)
         dist.barrier()
-        path.mkdir(parents=True, exist_ok=True)
         sd = self.full_state_dict()
         if self.rank == 0:
-            save_file({k: v.contiguous() for k, v in sd.items()}, str(path / MODEL_FILE))
+            save_file({k: v.contiguous() for k, v in sd.items()}, str(part / MODEL_FILE))
         base = self.base_optimizer
         tensors: dict[str, torch.Tensor] = {}
         for i, m in enumerate(self._masters()):
@@ -263,16 +278,21 @@ class Engine:
             for k, v in base.state.get(m, {}).items():
                 if isinstance(v, torch.Tensor):
                     tensors[f"{k}.{i}"] = v.detach().to("cpu", copy=True).reshape(v.shape).contiguous()
-        save_file(tensors, str(path / f"optim-rank-{self.rank:05d}.safetensors"))
+        save_file(tensors, str(part / f"optim-rank-{self.rank:05d}.safetensors"))
         rng_t, rng_j = _rng_state()
-        save_file(rng_t, str(path / f"rng-rank-{self.rank:05d}.safetensors"))
-        (path / f"rng-rank-{self.rank:05d}.json").write_text(json.dumps(rng_j), encoding="utf-8")
+        save_file(rng_t, str(part / f"rng-rank-{self.rank:05d}.safetensors"))
+        (part / f"rng-rank-{self.rank:05d}.json").write_text(json.dumps(rng_j), encoding="utf-8")
+        _fsync_dir_files(part, f"rank-{self.rank:05d}", model=self.rank == 0)
         dist.barrier()
         if self.rank == 0:
             state = {"step": self.step, "layout": self.layout(), "extra": extra or {}}
-            tmp = path / (STATE + ".tmp")
-            tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
-            tmp.replace(path / STATE)
+            with open(part / STATE, "w", encoding="utf-8") as f:
+                f.write(json.dumps(state, indent=2))
+                f.flush()
+                os.fsync(f.fileno())
+            if path.exists():  # an incomplete leftover of the same step (callers skip complete ones)
+                shutil.rmtree(path)
+            os.replace(part, path)
         dist.barrier()
         return path
 
@@ -310,6 +330,17 @@ class Engine:
         """Releases DeepSpeed's hooks and buffers (the process group stays; see dist.shutdown)."""
         if hasattr(self.engine, "destroy"):
             self.engine.destroy()
+
+
+def _fsync_dir_files(d: Path, rank_tag: str, model: bool) -> None:
+    """fsyncs the files this rank wrote, so the rename that publishes them never outruns the data."""
+    for f in d.iterdir():
+        if rank_tag in f.name or (model and f.name == MODEL_FILE):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 @contextmanager

@@ -15,7 +15,6 @@ step (rank 0); on resume, lines past the resumed step are dropped so the file re
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -24,25 +23,11 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from glmv_cli.lifecycle import CKPT_DIR, ckpt_name, complete_checkpoints, read_jsonl_rows
 from glmv_cli.training import dist
-from glmv_cli.training.engine import STATE, Engine
+from glmv_cli.training.engine import Engine
+from glmv_cli.training.tracking import MetricsLog
 from glmv_cli.training.loss import chunked_lm_loss_sum, concat_packs, lm_loss_sum, sample_lengths, step_flops
-
-CKPT_DIR = "checkpoints"
-METRICS = "metrics.jsonl"
-
-
-def ckpt_name(step: int) -> str:
-    return f"step-{step:08d}"
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint dirs with a state.json (written last), oldest first."""
-    root = Path(run_dir) / CKPT_DIR
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.name.startswith("step-") and (p / STATE).is_file())
-
 
 def batch_indices(step: int, n_packs: int, global_batch: int, seed: int) -> list[int]:
     """The pack indices of optimizer step ``step`` (0-based), in order."""
@@ -99,8 +84,11 @@ def _model_dims(model: torch.nn.Module) -> tuple[int, int, int]:
 
 def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
         resume_from: Path | None = None, extra_state: Callable[[], dict[str, Any]] | None = None,
-        log: bool = True) -> dict[str, Any]:
-    """Trains ``engine`` for ``engine.total_steps`` steps over ``packs``; returns summary metrics."""
+        log: bool = True, metrics: MetricsLog | None = None) -> dict[str, Any]:
+    """Trains ``engine`` for ``engine.total_steps`` steps over ``packs``; returns summary metrics.
+
+    Rows go to ``metrics`` (default: ``run_dir/metrics.jsonl`` alone); the caller truncates the
+    file on resume (``lifecycle.StageRun.truncate_logs``)."""
     cfg = engine.cfg
     run_dir = Path(run_dir)
     n = len(packs)
@@ -113,15 +101,11 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
 
             raise GlmvError(f"checkpoint '{resume_from}' was taken over {cursor.get('n_packs')} packs with "
                             f"--global-batch {cursor.get('global_batch')}; this run has {n} and {G}")
-    metrics_path = run_dir / METRICS
-    if engine.rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        kept = []
-        if metrics_path.exists():
-            for ln in metrics_path.read_text(encoding="utf-8").splitlines():
-                if ln.strip() and json.loads(ln).get("step", 0) <= engine.step:
-                    kept.append(ln)
-        metrics_path.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    own_log = metrics is None
+    if own_log:
+        if engine.rank == 0:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        metrics = MetricsLog(run_dir, enabled=engine.rank == 0)
     n_layers, hidden, n_vis = _model_dims(engine.module)
     n_text = engine.n_params - n_vis
     peak = cfg.peak_tflops or _peak(engine)
@@ -131,7 +115,7 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
     per_epoch = n // G
     # ZeRO-3 gathers parameters through the root module's forward hooks; the chunked loss calls the
     # inner model directly (and would fall back to full logits for the partitioned head anyway).
-    loss_fn = chunked_lm_loss_sum if cfg.chunked_loss and cfg.zero_stage != 3 else lm_loss_sum
+    loss_fn = chunked_lm_loss_sum if cfg.engine.chunked_loss and cfg.engine.zero_stage != 3 else lm_loss_sum
     try:
         while engine.step < engine.total_steps:
             step = engine.step
@@ -148,18 +132,20 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
             m["epoch"] = step // per_epoch
             losses.append(m["loss"])
             tok_total += m["tokens"]
+            m.update(engine.memory_stats())
+            metrics.log(m)
             if engine.rank == 0:
-                with metrics_path.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({k: (round(v, 8) if isinstance(v, float) else v) for k, v in m.items()}) + "\n")
-                if log and (engine.step % cfg.log_every == 0 or engine.step == engine.total_steps):
+                if log and (engine.step % cfg.log.log_every == 0 or engine.step == engine.total_steps):
                     progress.line(step_line(engine.step, engine.total_steps, m), engine.step)
             done = engine.step == engine.total_steps
-            if done or (cfg.checkpoint_every and engine.step % cfg.checkpoint_every == 0):
+            if done or (cfg.ckpt.checkpoint_every and engine.step % cfg.ckpt.checkpoint_every == 0):
                 save(engine, run_dir, n, extra_state)
     finally:
         progress.close()
+        if own_log:
+            metrics.close()
     if engine.rank == 0:  # the whole run's losses, including steps before a resume
-        losses = [json.loads(ln)["loss"] for ln in metrics_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        losses = [r["loss"] for r in read_jsonl_rows(metrics.path)]
     return {"steps": engine.step, "final_loss": losses[-1] if losses else None,
             "first_loss": losses[0] if losses else None, "tokens": tok_total,
             "train_seconds": round(time.perf_counter() - t_run, 3)}
@@ -174,7 +160,7 @@ def save(engine: Engine, run_dir: Path, n_packs: int, extra_state: Callable[[], 
         extra.update(extra_state())
     path = engine.save_checkpoint(Path(run_dir) / CKPT_DIR / ckpt_name(engine.step), extra)
     if engine.rank == 0:
-        for old in complete_checkpoints(run_dir)[:-engine.cfg.keep_checkpoints]:
+        for old in complete_checkpoints(run_dir)[:-engine.cfg.ckpt.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return path

@@ -110,8 +110,8 @@ def test_on_bad_skip_counts(tmp_path):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--style", "glm5"], "error: --style must be one of glm41v, glm45v, got 'glm5'"),
-    (["--on-bad", "ignore"], "error: --on-bad must be 'fail' or 'skip', got 'ignore'"),
+    (["--style", "glm5"], "error: --style must be one of auto, glm41v, glm45v, got 'glm5'"),
+    (["--on-bad", "ignore"], "error: --on-bad must be one of fail, skip, got 'ignore'"),
     (["--workers", "0"], "error: --workers must be >= 1, got 0"),
 ])
 def test_bad_options(tmp_path, args, msg):
