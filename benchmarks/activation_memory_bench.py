@@ -62,7 +62,7 @@ def image_grids(n: int) -> list[tuple[int, int, int]]:
 
 def packed_batch(cfg, seq_len: int, n_images: int, seed: int = 0) -> dict:
     """One packed row: samples of two images + text each, ``seq_len`` tokens in all; 4-row positions."""
-    from glmv_cli.training.synthetic import multimodal_pack
+    from glmv_cli.testing.tiny import multimodal_pack
 
     merge = cfg.vision_config.spatial_merge_size
     grids = image_grids(n_images)

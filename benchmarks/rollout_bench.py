@@ -27,7 +27,7 @@ def build_prompts(processor, count: int, image_px: int, seed: int):
     from PIL import Image
 
     from glmv_cli.data.chat import encode_chat
-    from glmv_cli.rl.rollout import Prompt
+    from glmv_cli.generation import Prompt
 
     rng = np.random.default_rng(seed)
     out = []
@@ -76,7 +76,7 @@ def main() -> None:
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from glmv_cli.modeling import load
-    from glmv_cli.rl.rollout import HFEngine, SamplingParams
+    from glmv_cli.generation import HFEngine, SamplingParams
 
     model, processor = load(a.model)
     model.to(a.device).eval()

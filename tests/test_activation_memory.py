@@ -27,7 +27,7 @@ VALID = "must be one of off, full, llm, vision, every-N (N an integer >= 1, e.g.
 
 def packed_batch(cfg, grids_per_sample, text: int = 10, seed: int = 0) -> dict:
     """One packed row (the reader's format): per sample its images, then text; 4-row positions."""
-    from glmv_cli.training.synthetic import multimodal_pack
+    from glmv_cli.testing.tiny import multimodal_pack
 
     return multimodal_pack(cfg, [(grids, text) for grids in grids_per_sample], seed=seed)
 

@@ -5,7 +5,7 @@ import torch
 
 from glmv_cli.errors import GlmvError
 from glmv_cli.modeling.assemble import assemble, assembly_map, load_sources, mrope_section
-from glmv_cli.training.synthetic import TINY_IDS
+from glmv_cli.testing.tiny import TINY_IDS
 
 torch.set_num_threads(1)
 

@@ -166,7 +166,7 @@ def _args(data, out, models, extra=()):
 
 def test_grade_difficulty_end_to_end_and_resume(rl_data, second_model, tmp_path, monkeypatch):
     import glmv_cli.rewards.scoring as scoring
-    from glmv_cli.rl.rollout import HFEngine
+    from glmv_cli.generation import HFEngine
 
     monkeypatch.setattr(scoring, "score", _fake_score)
     labels = tmp_path / "labels.jsonl"
@@ -283,7 +283,7 @@ def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
                        (["--limit", "-1"], "--limit must be >= 0, got -1")]:
         r = runner.invoke(app, _args(rl_data, out, ["tiny", "tiny2"], extra))
         assert r.exit_code == 2 and f"error: {msg}" in r.output, r.output
-    from glmv_cli.rl.rollout import vllm_available
+    from glmv_cli.generation.vllm import vllm_available
 
     if not vllm_available():
         r = runner.invoke(app, _args(rl_data, out, ["tiny"], ["--engine", "vllm"]))

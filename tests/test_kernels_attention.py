@@ -118,7 +118,7 @@ def test_bad_position_ids_shape():
 def test_hf_packed_attention_in_glm4v_equals_per_sample_runs(image_every):
     """Registered as a transformers attention function, the packed path gives the logits of the
     samples run one by one (and those of transformers' own sdpa packing with use_cache=False)."""
-    from glmv_cli.training.synthetic import synthetic_packs, tiny_glm4v
+    from glmv_cli.testing.tiny import synthetic_packs, tiny_glm4v
 
     b = synthetic_packs(1, seq_len=48, samples_per_pack=3, image_every=image_every, seed=3)[0]
     model = tiny_glm4v(seed=1)
@@ -142,14 +142,14 @@ def test_hf_packed_attention_in_glm4v_equals_per_sample_runs(image_every):
 
 def test_glm4v_refuses_flex_attention_name():
     """Why the registered function exists: transformers refuses flex_attention for GLM-4V."""
-    from glmv_cli.training.synthetic import tiny_glm4v
+    from glmv_cli.testing.tiny import tiny_glm4v
 
     with pytest.raises(ValueError, match="does not support an attention implementation through torch's flex_attention"):
         tiny_glm4v().set_attn_implementation("flex_attention")
 
 
 def test_hf_packed_attention_leaves_padded_batches_to_sdpa():
-    from glmv_cli.training.synthetic import tiny_glm4v
+    from glmv_cli.testing.tiny import tiny_glm4v
 
     model = tiny_glm4v(seed=4)
     ids = torch.randint(0, 280, (2, 10), generator=torch.Generator().manual_seed(0))

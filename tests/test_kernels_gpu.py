@@ -109,7 +109,7 @@ def test_selection_on_gpu_prefers_a_packed_kernel():
 
 def test_glm4v_with_packed_attention_on_gpu():
     """The tiny GLM-4V in bf16: the selected packed backend gives transformers' sdpa logits."""
-    from glmv_cli.training.synthetic import synthetic_packs, tiny_glm4v
+    from glmv_cli.testing.tiny import synthetic_packs, tiny_glm4v
 
     b = synthetic_packs(1, seq_len=512, samples_per_pack=5, image_every=1, seed=0)[0]
     kw = {k: v.to(DEV) for k, v in b.items() if k != "labels"}

@@ -29,7 +29,7 @@ def test_next_token_targets_mask_sample_starts():
 @pytest.mark.parametrize("image_every", [0, 1])
 def test_packed_loss_and_grads_equal_lm_loss_sum(image_every):
     from glmv_cli.training.loss import lm_loss_sum, model_inputs
-    from glmv_cli.training.synthetic import synthetic_packs, tiny_glm4v
+    from glmv_cli.testing.tiny import synthetic_packs, tiny_glm4v
 
     batch = synthetic_packs(1, seq_len=48, samples_per_pack=3, image_every=image_every, seed=3)[0]
     batch["labels"][0, 5:9] = -100  # some masked prompt tokens
@@ -49,7 +49,7 @@ def test_packed_loss_and_grads_equal_lm_loss_sum(image_every):
 
 
 def test_from_hidden_reductions():
-    from glmv_cli.training.synthetic import synthetic_packs, tiny_glm4v
+    from glmv_cli.testing.tiny import synthetic_packs, tiny_glm4v
 
     batch = synthetic_packs(1, seq_len=32, samples_per_pack=2, seed=0)[0]
     model = tiny_glm4v()
@@ -68,7 +68,7 @@ def test_from_hidden_reductions():
 
 def test_token_logprobs_equal_grpo_path_with_temperature():
     from glmv_cli.rl.grpo import token_logprobs
-    from glmv_cli.training.synthetic import tiny_glm4v
+    from glmv_cli.testing.tiny import tiny_glm4v
 
     model = tiny_glm4v(seed=2)
     g = torch.Generator().manual_seed(0)
@@ -84,7 +84,7 @@ def test_token_logprobs_equal_grpo_path_with_temperature():
 
 
 def test_unwrap():
-    from glmv_cli.training.synthetic import tiny_glm4v
+    from glmv_cli.testing.tiny import tiny_glm4v
 
     model = tiny_glm4v()
 
@@ -103,7 +103,7 @@ def test_one_line_wiring_into_the_deepspeed_engine():
     from glmv_cli.training.config import BatchConfig, OptimConfig, TrainConfig
     from glmv_cli.training.engine import Engine
     from glmv_cli.training.loss import lm_loss_sum, model_inputs
-    from glmv_cli.training.synthetic import synthetic_packs, tiny_glm4v
+    from glmv_cli.testing.tiny import synthetic_packs, tiny_glm4v
 
     def chunked(engine, batch):  # the wiring: this line replaces lm_loss_sum's body
         return causal_lm_loss(engine, model_inputs(batch), batch["labels"])

@@ -112,9 +112,9 @@ def validate_stage(stage: str, kw: dict[str, Any], world: int = 1, monkeypatch=N
     """Builds the stage's options dataclass from parsed values and validates it (as the stage does)."""
     kw = {k: v for k, v in kw.items() if k != "recipe"}
     if kw.get("engine") == "vllm" and monkeypatch is not None:  # the recipe, not this machine, is under test
-        import glmv_cli.rl.rollout
+        import glmv_cli.generation.vllm
 
-        monkeypatch.setattr(glmv_cli.rl.rollout, "vllm_available", lambda: True)
+        monkeypatch.setattr(glmv_cli.generation.vllm, "vllm_available", lambda: True)
     opts = options_from_kwargs(STAGES[stage][1], kw)
     if stage == "rlcs":
         return opts.validate(world)

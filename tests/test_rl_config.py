@@ -144,7 +144,7 @@ def test_every_option_is_settable_from_a_recipe(tmp_path):
 
 
 def test_rollout_options_drive_the_rollout_engine():
-    from glmv_cli.rl.rollout import SamplingParams
+    from glmv_cli.generation import SamplingParams
 
     on = SamplingParams(**RLCSConfig().rollout.sampling_kwargs())
     on.validate()

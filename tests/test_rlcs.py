@@ -61,7 +61,7 @@ def _lines(p: Path) -> list[dict]:
 
 
 def test_mean_se_hand_values():
-    from glmv_cli.rl.trainer import mean_se
+    from glmv_cli.rl.groups import mean_se
 
     m, se = mean_se([0.0, 1.0, 1.0, 0.0])
     assert m == 0.5 and se == pytest.approx(math.sqrt((4 * 0.25 / 3) / 4))
@@ -274,7 +274,8 @@ def test_collect_expands_tops_up_and_drops_judge_failures(monkeypatch):
     from glmv_cli.rewards import default_config
     from glmv_cli.rl.config import RLCSConfig
     from glmv_cli.rl.records import RLRecord
-    from glmv_cli.rl.trainer import RLCSTrainer, ScoredGroup, TrainerOptions
+    from glmv_cli.rl.groups import ScoredGroup
+    from glmv_cli.rl.trainer import RLCSTrainer, TrainerOptions
 
     model, proc = load("tiny")
     recs = [RLRecord(f"r{i}", "ocr", "abc", record=None) for i in range(20)]

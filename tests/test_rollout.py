@@ -9,13 +9,12 @@ import math
 import pytest
 import torch
 
-from glmv_cli.rl.rollout import (
+from glmv_cli.generation import (
     BANNED_TOKENS,
     HFEngine,
     Prompt,
     Rollout,
     SamplingParams,
-    _RowState,
     banned_token_ids,
     mask_banned,
     prompt_from_record,
@@ -25,6 +24,7 @@ from glmv_cli.rl.rollout import (
     special_ids,
     vllm_available,
 )
+from glmv_cli.generation.sampling import _RowState
 
 torch.set_num_threads(1)
 
@@ -305,7 +305,7 @@ def test_prompt_from_record_uses_processor_grid(tiny, tmp_path):
 @pytest.mark.skipif(not vllm_available(), reason="vllm is not installed")
 def test_vllm_engine_contract(tmp_path):
     from glmv_cli.modeling import load, save
-    from glmv_cli.rl.rollout import TextPrompt, VLLMEngine
+    from glmv_cli.generation import TextPrompt, VLLMEngine
 
     model, proc = load("tiny")
     save(model, proc, tmp_path / "m")

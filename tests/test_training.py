@@ -86,7 +86,7 @@ def test_shift_masks_sample_starts_and_flops():
 
 def test_vision_probe_changes_no_real_logit():
     from glmv_cli.training.loss import lm_loss_sum, with_vision_probe
-    from glmv_cli.training.synthetic import TINY_IDS, synthetic_packs, tiny_glm4v
+    from glmv_cli.testing.tiny import TINY_IDS, synthetic_packs, tiny_glm4v
 
     model = tiny_glm4v()
     for pack in synthetic_packs(2, 32, image_every=2):  # one pack with an image, one without
@@ -103,7 +103,7 @@ def test_vision_probe_changes_no_real_logit():
 
 def _engine(steps, **kw):
     from glmv_cli.training.engine import Engine
-    from glmv_cli.training.synthetic import tiny_glm4v
+    from glmv_cli.testing.tiny import tiny_glm4v
 
     cfg = O.build(TrainConfig, {"lr": 1e-2, "warmup_steps": 3, "weight_decay": 0.0, "micro_batch": 1,
                                 "global_batch": 4, "max_steps": steps, **kw})
@@ -113,7 +113,7 @@ def _engine(steps, **kw):
 def test_overfits_a_handful_of_packs(tmp_path, capsys):
     """Real learning: 4 packs (2 with an image), 25 steps cut the loss by >= 90 % (CPU, ~10 s)."""
     from glmv_cli.training.loop import fit
-    from glmv_cli.training.synthetic import synthetic_packs
+    from glmv_cli.testing.tiny import synthetic_packs
 
     packs = synthetic_packs(4, 64, image_every=2)
     eng = _engine(25, log_every=5)
@@ -132,7 +132,7 @@ def test_overfits_a_handful_of_packs(tmp_path, capsys):
 def test_chunked_loss_trains_like_the_full_logits_loss(tmp_path):
     """--chunked-loss (default) and --no-chunked-loss give the same loss trajectory (fp32, 1e-5 rel)."""
     from glmv_cli.training.loop import fit
-    from glmv_cli.training.synthetic import synthetic_packs
+    from glmv_cli.testing.tiny import synthetic_packs
 
     packs = synthetic_packs(4, 64, image_every=2)
     runs = {}
@@ -153,7 +153,7 @@ CRASH = textwrap.dedent("""
     from test_training import _engine
     from glmv_cli.training.engine import Engine
     from glmv_cli.training.loop import fit
-    from glmv_cli.training.synthetic import synthetic_packs
+    from glmv_cli.testing.tiny import synthetic_packs
     orig = Engine.train_step
     def train_step(self, *a, **k):
         if self.step == {crash_at}:
@@ -169,7 +169,7 @@ def test_resume_after_kill_gives_identical_losses(tmp_path, zero):
     """Kill after step 3 (checkpoint at 2); --resume from it: steps 3..6 equal the uninterrupted run
     exactly (tolerance 0 on CPU fp32: same data order, weights, AdamW moments, RNG)."""
     from glmv_cli.training.loop import fit
-    from glmv_cli.training.synthetic import synthetic_packs
+    from glmv_cli.testing.tiny import synthetic_packs
 
     packs = synthetic_packs(8, 64, image_every=3)
     ref_dir = tmp_path / "ref"
@@ -216,7 +216,7 @@ def test_step_api_with_a_caller_loss_on_padded_rows():
 
 
 def test_checkpoint_of_another_layout_is_refused(tmp_path):
-    from glmv_cli.training.synthetic import synthetic_packs
+    from glmv_cli.testing.tiny import synthetic_packs
 
     eng = _engine(2)
     eng.train_step([concat_packs(synthetic_packs(1, 32))])

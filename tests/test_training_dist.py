@@ -23,7 +23,7 @@ SCRIPT = textwrap.dedent("""
     from glmv_cli.training.config import BatchConfig, EngineConfig, OptimConfig, TrainConfig
     from glmv_cli.training.engine import Engine
     from glmv_cli.training.loop import fit
-    from glmv_cli.training.synthetic import synthetic_packs, tiny_glm4v
+    from glmv_cli.testing.tiny import synthetic_packs, tiny_glm4v
     from glmv_cli.training import dist
     out = sys.argv[1]
     packs = synthetic_packs(8, 48, image_every=3)

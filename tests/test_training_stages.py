@@ -175,7 +175,7 @@ def test_vocab_larger_than_the_model_is_refused():
 
     from glmv_cli.errors import GlmvError
     from glmv_cli.training.run import check_data_vs_model
-    from glmv_cli.training.synthetic import tiny_glm4v_config
+    from glmv_cli.testing.tiny import tiny_glm4v_config
 
     ds = SimpleNamespace(seq_len=64, tokenizer_info={"vocab_size": 2048}, image_token_id=290)
     model = SimpleNamespace(config=tiny_glm4v_config())

@@ -7,7 +7,7 @@ placeholder per image in the context. The adapter turns each request into a GLM 
 :class:`Generator` for the responses. It returns the raw responses (with ``<think>``): the tasks'
 ``process_results`` extract the answer as GLM does, so the logged samples keep the full text.
 
-Generation is ``glmv_cli.rl.rollout.HFEngine`` (batched, KV cache, one prefill per prompt), the same
+Generation is ``glmv_cli.generation.HFEngine`` (batched, KV cache, one prefill per prompt), the same
 engine RL uses, with the paper's academic setting by default: a thinking budget of 8192 tokens,
 then ``</think><answer>`` is forced (GLM-4.5V style: ``</think>``) and the answer gets up to 8192
 more tokens. Decoding is greedy (temperature 0) unless configured.
@@ -120,7 +120,7 @@ class HFGenerator:
     def __init__(self, model, processor, settings: GenSettings, *, batch_size: int = 8, style: str | None = None,
                  model_tag: str = "eval"):
         from glmv_cli.data.chat import style_for_model_type
-        from glmv_cli.rl.rollout import HFEngine
+        from glmv_cli.generation import HFEngine
 
         self.model = model
         self.processor = processor
@@ -132,7 +132,7 @@ class HFGenerator:
 
     def _prompt(self, req: GenRequest):
         from glmv_cli.data.chat import encode_chat
-        from glmv_cli.rl.rollout import Prompt
+        from glmv_cli.generation import Prompt
 
         messages = ([{"role": "system", "content": req.system}] if req.system else []) + \
             [{"role": "user", "content": req.text}]
@@ -148,7 +148,7 @@ class HFGenerator:
         return Prompt(id=req.id, input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
 
     def _params(self):
-        from glmv_cli.rl.rollout import SamplingParams
+        from glmv_cli.generation import SamplingParams
 
         s = self.settings
         return SamplingParams(temperature=s.temperature, top_p=s.top_p, max_new_tokens=s.total_new_tokens,

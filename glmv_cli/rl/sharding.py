@@ -59,8 +59,8 @@ def group_to_json(g: Any) -> dict[str, Any]:
 
 
 def group_from_json(d: dict[str, Any], record: Any, prompt: Any) -> Any:
-    from glmv_cli.rl.rollout import Rollout
-    from glmv_cli.rl.trainer import ScoredGroup
+    from glmv_cli.generation import Rollout
+    from glmv_cli.rl.groups import ScoredGroup
 
     return ScoredGroup(record, prompt, [Rollout(**r) for r in d["rollouts"]], [float(x) for x in d["rewards"]],
                        bool(d["judge_failed"]), int(d["gate_failures"]))

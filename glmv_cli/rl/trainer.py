@@ -58,7 +58,8 @@ from glmv_cli.errors import GlmvError
 from glmv_cli.rl import grpo, sharding
 from glmv_cli.rl.config import RLCSConfig
 from glmv_cli.rl.curriculum import CurriculumSampler
-from glmv_cli.rl.expansion import ExpansionController, is_informative, select_groups
+from glmv_cli.rl.expansion import ExpansionController, select_groups
+from glmv_cli.rl.groups import ScoredGroup, mean_se
 from glmv_cli.rl.records import RLRecord
 
 PASS_THRESHOLD = 0.5
@@ -66,22 +67,6 @@ JUDGE_ERRORS = ("drop", "fail")
 STATE_VERSION = 1
 #: logit of a banned token on the full-logits path (fp32): exp(MASKED_LOGIT - lse) == 0 exactly
 MASKED_LOGIT = -1.0e30
-
-
-@dataclass
-class ScoredGroup:
-    """One prompt's rollouts and their rewards."""
-
-    record: RLRecord
-    prompt: Any  # rollout.Prompt
-    rollouts: list  # list[rollout.Rollout]
-    rewards: list[float]
-    judge_failed: bool = False
-    gate_failures: int = 0
-
-    @property
-    def informative(self) -> bool:
-        return is_informative(self.rewards)
 
 
 def score_group(record: RLRecord, prompt_text: str, texts: Sequence[str], reward_config: Any) -> tuple[list[float], bool, int]:
@@ -101,18 +86,6 @@ def score_group(record: RLRecord, prompt_text: str, texts: Sequence[str], reward
             gates += 1
         rewards.append(float(res.reward))
     return rewards, failed, gates
-
-
-def mean_se(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error (sample std / sqrt(n)); SE 0 for fewer than 2 values."""
-    n = len(values)
-    if n == 0:
-        return 0.0, 0.0
-    m = sum(values) / n
-    if n < 2:
-        return m, 0.0
-    var = sum((v - m) ** 2 for v in values) / (n - 1)
-    return m, math.sqrt(var / n)
 
 
 @dataclass
@@ -148,7 +121,7 @@ class RLCSTrainer:
     def __init__(self, engine: Any, processor: Any, records: Sequence[RLRecord], cfg: RLCSConfig,
                  reward_config: Any, opts: TrainerOptions, *, offline_grades: dict[str, float] | None = None,
                  ref_model: Any = None, log: Callable[[str], None] | None = None):
-        from glmv_cli.rl.rollout import HFEngine
+        from glmv_cli.generation import HFEngine
 
         if opts.on_judge_error not in JUDGE_ERRORS:
             raise GlmvError(f"--on-judge-error must be one of {', '.join(JUDGE_ERRORS)}, got '{opts.on_judge_error}'")
@@ -184,7 +157,7 @@ class RLCSTrainer:
         """The tokenized prompt of a record (cached: images are processed once per run)."""
         p = self._prompts.get(rid)
         if p is None:
-            from glmv_cli.rl.rollout import prompt_from_record
+            from glmv_cli.generation import prompt_from_record
 
             p = prompt_from_record(self.by_id[rid].record, self.tok, self.processor.image_processor,
                                    style=self.opts.style)
@@ -192,7 +165,7 @@ class RLCSTrainer:
         return p
 
     def sampling_params(self, **over: Any) -> Any:
-        from glmv_cli.rl.rollout import SamplingParams
+        from glmv_cli.generation import SamplingParams
 
         kw = {**self.cfg.rollout.sampling_kwargs(), "style": self.opts.style, **over}
         return SamplingParams(**kw)
@@ -202,7 +175,7 @@ class RLCSTrainer:
         return (self.opts.seed * 1_000_003 + step) * 101 + rnd
 
     def roll(self, ids: Sequence[str], step: int, rnd: int) -> list[ScoredGroup]:
-        from glmv_cli.rl.rollout import prompt_text
+        from glmv_cli.generation import prompt_text
 
         if not ids:
             return []
@@ -472,7 +445,7 @@ class RLCSTrainer:
 
     def evaluate(self, records: Sequence[RLRecord]) -> dict[str, Any]:
         """Mean reward (and SE over prompts) on held-out records; per domain too."""
-        from glmv_cli.rl.rollout import prompt_from_record, prompt_text
+        from glmv_cli.generation import prompt_from_record, prompt_text
 
         if not records:
             return {}

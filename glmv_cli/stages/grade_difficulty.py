@@ -1,7 +1,7 @@
 """``glmv grade-difficulty``: offline pass@k difficulty of RL samples under one or more models.
 
 Parse → load records (+ human labels) → for each model, k rollouts per sample through the HF
-rollout engine (``glmv_cli.rl.rollout``), rewards from the reward system (``glmv_cli.rewards``) →
+rollout engine (``glmv_cli.generation``), rewards from the reward system (``glmv_cli.rewards``) →
 per-sample pass rates, pass@j, combined grade and tier (``glmv_cli.rl.difficulty``) → artifact:
 
     results.jsonl    one line per sample, in input order: id, domain, data_difficulty,
@@ -94,7 +94,7 @@ class GradeDifficultyOptions:
         if self.model_weights is not None and sum(self.model_weights) <= 0:
             raise GlmvError("--model-weight values must be >= 0 with a positive sum")
         if self.engine == "vllm":
-            from glmv_cli.rl.rollout import vllm_available
+            from glmv_cli.generation.vllm import vllm_available
 
             if not vllm_available():
                 raise GlmvError("--engine vllm needs the 'vllm' package and a GPU (pip install vllm); use --engine hf")
@@ -187,7 +187,7 @@ def _style_for(model, opt: str) -> str:
 def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
     """(engine, tokenizer, records -> prompts, style) for one --model."""
     from glmv_cli.data.chat import render_prompt, style_for_model_type
-    from glmv_cli.rl.rollout import HFEngine, TextPrompt, VLLMEngine, prompt_from_record, prompt_messages
+    from glmv_cli.generation import HFEngine, TextPrompt, VLLMEngine, prompt_from_record, prompt_messages
 
     if opts.engine == "vllm":
         from PIL import Image
@@ -275,7 +275,7 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
         import torch
 
         from glmv_cli.rewards.scoring import score
-        from glmv_cli.rl.rollout import SamplingParams, prompt_text
+        from glmv_cli.generation import SamplingParams, prompt_text
 
         # the rollout seeds hash the model's position in --model, not its path: the same weights
         # moved or copied elsewhere grade identically

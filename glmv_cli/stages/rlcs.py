@@ -317,7 +317,7 @@ def summarize(metrics: list[dict[str, Any]], evals: list[dict[str, Any]]) -> dic
         pa, pb = a.get("per_prompt") or {}, b.get("per_prompt") or {}
         common = [k for k in pa if k in pb]
         if len(common) >= 2:
-            from glmv_cli.rl.trainer import mean_se
+            from glmv_cli.rl.groups import mean_se
 
             out["eval_gain_paired"], out["eval_gain_paired_se"] = mean_se([pb[k] - pa[k] for k in common])
     return out

@@ -1,0 +1,144 @@
+"""``HFEngine``: the hand-written KV-cache decode loop over a transformers GLM-4V model (CPU or GPU).
+
+See ``glmv_cli.generation`` for why it is not ``generate()`` and for the contract it keeps.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from glmv_cli.generation.sampling import (Prompt, Rollout, SamplingParams, _RowState, banned_token_ids, mask_banned,
+                                          rollout_seed, sample_from_logits, special_ids)
+
+
+class HFEngine:
+    """Batched sampling with a KV cache over a transformers Glm4v model (CPU or GPU).
+
+    ``batch_size`` bounds the rows (prompts x n) decoded together; prompts are grouped so a
+    prompt's n rollouts always share a batch. ``model_tag`` enters every rollout's seed: the RL
+    stage passes one per policy version (e.g. ``step-120``) so that a prompt drawn again at a later
+    step gets fresh samples, while a resumed step reproduces its own. ``banned_token_ids`` (computed
+    once from tokenizer and config) are masked out of every sampling step.
+    """
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 32, model_tag: str = "model"):
+        self.model = model
+        self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
+        self.batch_size = max(1, int(batch_size))
+        self.model_tag = model_tag
+        cfg = model.config
+        self.image_token_id = int(getattr(cfg, "image_token_id"))
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        self.pad_id = int(pad) if pad is not None else 0
+        # the config's vocab size, not lm_head's shape: ZeRO-3 leaves a partitioned (empty) weight
+        vocab = getattr(cfg.get_text_config(), "vocab_size", None)
+        self.banned_token_ids = banned_token_ids(self.tokenizer, cfg, vocab)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    def generate(self, prompts: Sequence[Prompt], params: SamplingParams, n: int = 1,
+                 seed: int = 0) -> list[list[Rollout]]:
+        """Returns, for each prompt, its n rollouts (index 0..n-1) in order."""
+        params.validate()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        per = max(1, self.batch_size // n)
+        out: list[list[Rollout]] = []
+        for i in range(0, len(prompts), per):
+            out.extend(self._generate_group(list(prompts[i:i + per]), params, n, seed))
+        return out
+
+    def _generate_group(self, prompts: list[Prompt], params: SamplingParams, n: int,
+                        seed: int) -> list[list[Rollout]]:
+        import torch
+        from transformers import DynamicCache
+
+        model, dev = self.model, self.device
+        think_end, forced_seq, stops = special_ids(self.tokenizer, model, params.style)
+        hit = sorted(set(forced_seq) & set(self.banned_token_ids))
+        if hit:
+            raise ValueError(f"forced-answering tokens {hit} are banned multimodal tokens; check the tokenizer")
+        banned = torch.tensor(self.banned_token_ids, dtype=torch.long, device=dev)
+        lens = [len(p.input_ids) for p in prompts]
+        L = max(lens)
+        ids = torch.full((len(prompts), L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), L), dtype=torch.long)
+        for r, p in enumerate(prompts):
+            ids[r, L - lens[r]:] = torch.tensor(p.input_ids, dtype=torch.long)
+            mask[r, L - lens[r]:] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        types = ((ids == self.image_token_id) & mask.bool()).long()
+        pv = [p.pixel_values for p in prompts if p.pixel_values is not None]
+        grids = [torch.as_tensor(p.image_grid_thw).reshape(-1, 3) for p in prompts if p.image_grid_thw is not None]
+        pixel_values = torch.cat([torch.as_tensor(x) for x in pv]).to(dev, model.dtype) if pv else None
+        grid = torch.cat(grids).to(dev) if grids else None
+        with torch.no_grad():
+            pos, _ = model.model.get_rope_index(ids, types, image_grid_thw=grid, attention_mask=mask)
+            next_pos = (pos.masked_fill(~mask.bool()[None], -1).amax(dim=(0, 2)) + 1).long()
+            cache = DynamicCache(config=model.config.get_text_config())
+            kw = dict(pixel_values=pixel_values, image_grid_thw=grid, mm_token_type_ids=types) if grid is not None else {}
+            outp = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                         use_cache=True, logits_to_keep=1, **kw)
+            cache = outp.past_key_values
+            logits = outp.logits[:, -1]
+            if n > 1:
+                cache.batch_repeat_interleave(n)
+                logits = logits.repeat_interleave(n, dim=0)
+                mask = mask.repeat_interleave(n, dim=0)
+                next_pos = next_pos.repeat_interleave(n, dim=0)
+
+            rows = [(pi, j) for pi in range(len(prompts)) for j in range(n)]
+            seeds = [rollout_seed(seed, prompts[pi].id, self.model_tag, j) for pi, j in rows]
+            gens = [torch.Generator().manual_seed(s) for s in seeds]
+            states = [_RowState(params.thinking_budget, params.answer_budget, params.max_new_tokens,
+                                think_end, forced_seq, stops) for _ in rows]
+            toks: list[list[int]] = [[] for _ in rows]
+            lps: list[list[float]] = [[] for _ in rows]
+            frc: list[list[bool]] = [[] for _ in rows]
+            active = list(range(len(rows)))
+            while active:
+                u = torch.stack([torch.rand((), generator=gens[r], dtype=torch.float64) for r in active])
+                sampled, logp_all = sample_from_logits(logits, u, params.temperature, params.top_p, banned)
+                forced_now = [states[r].next_forced() for r in active]
+                if any(f is not None for f in forced_now):
+                    ftok = torch.tensor([f if f is not None else 0 for f in forced_now], device=logits.device)
+                    fl = torch.log_softmax(mask_banned(logits, banned) / (params.temperature or 1.0), -1)
+                    fl = fl.gather(1, ftok[:, None])[:, 0]
+                    isf = torch.tensor([f is not None for f in forced_now], device=logits.device)
+                    sampled = torch.where(isf, ftok, sampled)
+                    logp_all = torch.where(isf, fl, logp_all)
+                tok_l, lp_l = sampled.tolist(), logp_all.tolist()
+                keep = []
+                for k, r in enumerate(active):
+                    was_forced = forced_now[k] is not None
+                    toks[r].append(tok_l[k])
+                    lps[r].append(lp_l[k])
+                    frc[r].append(was_forced)
+                    states[r].step(tok_l[k], was_forced)
+                    if states[r].finish is None:
+                        keep.append(k)
+                if not keep:
+                    break
+                feed = sampled
+                if len(keep) < len(active):
+                    sel = torch.tensor(keep, device=dev)
+                    cache.batch_select_indices(sel)
+                    mask, next_pos, feed = mask[sel], next_pos[sel], sampled[sel]
+                    active = [active[k] for k in keep]
+                mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], dim=1)
+                p3 = next_pos.view(1, -1, 1).expand(3, -1, 1)
+                o = model(input_ids=feed[:, None], attention_mask=mask, position_ids=p3,
+                          past_key_values=cache, use_cache=True)
+                cache, logits = o.past_key_values, o.logits[:, -1]
+                next_pos = next_pos + 1
+        res: list[list[Rollout]] = [[] for _ in prompts]
+        for r, (pi, j) in enumerate(rows):
+            body = toks[r][:-1] if toks[r] and toks[r][-1] in stops and not frc[r][-1] else toks[r]
+            res[pi].append(Rollout(
+                prompt_id=prompts[pi].id, index=j, seed=seeds[r], prompt_ids=list(prompts[pi].input_ids),
+                token_ids=toks[r], logprobs=lps[r], forced=frc[r], finish_reason=states[r].finish or "length",
+                text=self.tokenizer.decode(body, skip_special_tokens=False),
+            ))
+        return res

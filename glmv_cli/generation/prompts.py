@@ -1,0 +1,59 @@
+"""Generation prompts from validated records: token ids + image tensors (HF) or text + images (vLLM)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from glmv_cli.generation.sampling import Prompt
+
+
+def prompt_messages(messages: Sequence[dict]) -> list[dict]:
+    """The conversation up to and including the last user turn (a trailing reference answer in
+    an RL record's messages is not part of the prompt)."""
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if last_user is None:
+        raise ValueError("a prompt needs at least one user message")
+    return [dict(m) for m in messages[: last_user + 1]]
+
+
+def prompt_from_record(record, tokenizer, image_processor, *, style: str = "glm41v",
+                       enable_thinking: bool = True) -> Prompt:
+    """Tokenizes a validated ``glmv_cli.data.schema.Record`` as a generation prompt.
+
+    Images are loaded with PIL and run through ``image_processor`` (the Glm4v PIL image
+    processor); each contributes grid.prod() / merge² ``<|image|>`` tokens.
+    """
+    from PIL import Image
+
+    from glmv_cli.data.chat import encode_chat
+
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    msgs = prompt_messages(record.messages)
+    pixel_values = grid = None
+    counts: list[int] = []
+    if record.images:
+        imgs = []
+        for p in record.images:
+            with Image.open(p) as im:
+                imgs.append(im.convert("RGB"))
+        enc = image_processor(images=imgs, return_tensors="pt")
+        pixel_values, grid = enc["pixel_values"], enc["image_grid_thw"]
+        merge = int(getattr(image_processor, "merge_size", 2))
+        counts = [int(g.prod().item()) // (merge * merge) for g in grid]
+    ids = encode_chat(tok, msgs, image_token_counts=counts, style=style, add_generation_prompt=True,
+                      enable_thinking=enable_thinking)["input_ids"]
+    return Prompt(id=str(record.id), input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
+
+
+def prompt_text(messages: Sequence[dict]) -> str:
+    """The visible text of the prompt's user turns (what a reward function or judge reads)."""
+    out = []
+    for m in prompt_messages(messages):
+        if m["role"] != "user":
+            continue
+        c = m["content"]
+        if isinstance(c, str):
+            out.append(c)
+        else:
+            out.append("".join(p.get("text", "<image>" if p.get("type") == "image" else "") for p in c))
+    return "\n".join(out)
