@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, language_mix: false}\n"
 

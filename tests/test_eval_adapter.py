@@ -48,7 +48,6 @@ def test_hf_generator_isolates_a_failing_request(monkeypatch):
 
     from glmv_cli.modeling import load
 
-    torch.set_num_threads(1)
     model, proc = load("tiny")
     g = HFGenerator(model, proc, GenSettings(thinking_budget=3, answer_budget=2), batch_size=4)
     real = g.engine.generate

@@ -105,7 +105,6 @@ def test_tiny_model_on_synth_matches_glmv_reward(tmp_path):
     from glmv_cli.stages.reward import RewardOptions, reward
     from glmv_cli.stages.synth import SynthOptions, synth
 
-    torch.set_num_threads(1)
     synth(SynthOptions(out=tmp_path / "syn", n_train=6, n_eval=6, image_size="64"))
     model, proc = load("tiny")
     with ArtifactWriter(tmp_path / "model", "sft") as art:

@@ -23,7 +23,6 @@ from glmv_cli.rl.difficulty import (
     tier_name,
 )
 
-torch.set_num_threads(1)
 runner = CliRunner()
 
 

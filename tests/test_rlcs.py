@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from glmv_cli.errors import GlmvError
 from glmv_cli.main import app
 
-torch.set_num_threads(1)
 runner = CliRunner()
 
 GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, language_mix: false}\n"
@@ -452,3 +451,33 @@ def test_activation_memory_options_leave_the_run_unchanged(tmp_path):
         assert a["prompt_ids"] == b["prompt_ids"] and a["reward"] == b["reward"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-7)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+
+
+def test_records_are_checked_like_pack_before_any_model(tmp_path):
+    """A 1000x2 image (aspect 500:1) and an unreadable image are refused at load with file:line, not
+    at step 1; a numeric answer reads as its text; a wrong-typed answer says what it got."""
+    from PIL import Image
+
+    from glmv_cli.rewards import default_config
+    from glmv_cli.rl.records import load_rl_records
+
+    Image.new("RGB", (1000, 2)).save(tmp_path / "thin.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    rows = [_rec(0, images=["thin.png"]), _rec(1, images=["broken.png"]), _rec(2, answer=None),
+            {**_rec(3), "answer": 3}, {**_rec(4), "answer": ["a"]}]
+    rows[0]["messages"][0]["content"] = "<image>" + rows[0]["messages"][0]["content"]
+    rows[1]["messages"][0]["content"] = "<image>" + rows[1]["messages"][0]["content"]
+    want = [("images[0]", "aspect ratio 500.0:1 (1000x2) is over 200:1"), ("images[0]", "not a readable image"),
+            ("answer", "missing reference answer"), (None, None),
+            ("answer", "expected a non-empty string (or a number), got list ['a']")]
+    for i, (field, msg) in enumerate(want):
+        f = _write(tmp_path / f"rl{i}.jsonl", [rows[i]])
+        if field is None:
+            recs, _ = load_rl_records(f, default_config())
+            assert recs[0].answer == "3"
+            continue
+        with pytest.raises(GlmvError) as e:
+            load_rl_records(f, default_config())
+        assert f"rl{i}.jsonl:1: field '{field}'" in str(e.value) and msg in str(e.value), str(e.value)
+    recs, bad = load_rl_records(_write(tmp_path / "all.jsonl", rows), default_config(), on_bad="skip")
+    assert [r.id for r in recs] == ["r3"] and bad == {"aspect_ratio": 1, "bad_image": 1, "bad_field": 2}

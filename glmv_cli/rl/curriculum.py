@@ -312,10 +312,6 @@ class CurriculumSampler:
         self.visits[k] += 1
         return self.pass_rate(rid)
 
-    def update_many(self, groups: Mapping[str, Sequence[float]]) -> None:
-        for rid, rewards in groups.items():
-            self.update(rid, rewards)
-
     # ------------------------------------------------------------------ logging
 
     def tier_histogram(self, domain: str | None = None) -> dict[str, int]:

@@ -13,8 +13,8 @@ error) and ``manifest.json`` whose metrics hold, per domain and overall: n, mean
 
 from __future__ import annotations
 
-import json
 import time
+import json
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,46 +47,44 @@ class RewardOptions:
         return options.validate(self)
 
 
+def _row_problem(rec: dict[str, Any], path: Path, lineno: int, known: set[str]) -> str | None:
+    """What is wrong with one parsed input row (None: nothing); fills 'reference' from 'answer'."""
+    if "reference" not in rec and "answer" in rec:
+        rec["reference"] = rec["answer"]
+    for key in ("response", "reference", "domain"):
+        if key not in rec:
+            return f"{where(path, lineno, key)} is missing"
+        if not isinstance(rec[key], str):
+            return f"{where(path, lineno, key)} must be a string, got {type(rec[key]).__name__}"
+    if rec.get("prompt") is not None and not isinstance(rec["prompt"], str):
+        return f"{where(path, lineno, 'prompt')} must be a string, got {type(rec['prompt']).__name__}"
+    if rec.get("extra") is not None and not isinstance(rec["extra"], dict):
+        return f"{where(path, lineno, 'extra')} must be an object, got {type(rec['extra']).__name__}"
+    if rec["domain"] not in known:
+        return f"{where(path, lineno, 'domain')}: unknown domain '{rec['domain']}'; known: {', '.join(sorted(known))}"
+    return None
+
+
 def read_lines(path: Path, known_domains: list[str], on_bad: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Parses and checks every line; returns (records, problems). Raises on the first problem
     when ``on_bad == 'fail'``."""
+    from glmv_cli.data.jsonl import iter_lines, parse_object
+
     records, problems = [], []
     known = set(known_domains)
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            err = None
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError as e:
-                rec, err = None, f"{where(path, lineno)}: invalid JSON ({e.msg} at column {e.colno})"
-            if err is None and not isinstance(rec, dict):
-                err = f"{where(path, lineno)}: expected a JSON object, got {type(rec).__name__}"
-            if err is None:
-                if "reference" not in rec and "answer" in rec:
-                    rec["reference"] = rec["answer"]
-                for key in ("response", "reference", "domain"):
-                    if key not in rec:
-                        err = f"{where(path, lineno, key)} is missing"
-                        break
-                    if not isinstance(rec[key], str):
-                        err = f"{where(path, lineno, key)} must be a string, got {type(rec[key]).__name__}"
-                        break
-            if err is None and rec.get("prompt") is not None and not isinstance(rec["prompt"], str):
-                err = f"{where(path, lineno, 'prompt')} must be a string, got {type(rec['prompt']).__name__}"
-            if err is None and rec.get("extra") is not None and not isinstance(rec["extra"], dict):
-                err = f"{where(path, lineno, 'extra')} must be an object, got {type(rec['extra']).__name__}"
-            if err is None and rec["domain"] not in known:
-                err = (f"{where(path, lineno, 'domain')}: unknown domain '{rec['domain']}'; "
-                       f"known: {', '.join(sorted(known))}")
-            if err is not None:
-                if on_bad == "fail":
-                    raise GlmvError(err)
-                problems.append(err)
-                continue
-            rec["_line"] = lineno
-            records.append(rec)
+    for lineno, raw in iter_lines(path, "--input"):
+        try:
+            rec = parse_object(raw, path, lineno)
+            err = _row_problem(rec, path, lineno, known)
+        except GlmvError as e:
+            err = str(e)
+        if err is not None:
+            if on_bad == "fail":
+                raise GlmvError(err)
+            problems.append(err)
+            continue
+        rec["_line"] = lineno
+        records.append(rec)
     return records, problems
 
 
