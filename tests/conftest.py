@@ -1,10 +1,13 @@
-"""Test environment: offline hub, CPU DeepSpeed, one thread per op (CI has 2 cores)."""
+"""Test environment: offline hub, CPU DeepSpeed (off a GPU), one thread per op (CI has 2 cores)."""
 
 import os
 
+import torch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
+if not torch.cuda.is_available():  # on a GPU machine DeepSpeed must find its CUDA accelerator
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
