@@ -23,6 +23,7 @@ mkdir -p "$out"
 # glmv itself (installed --no-deps there): setuptools from this environment, no network build env
 "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$out" .
 rm -rf build ./*.egg-info kernels/*.egg-info
+"$PY" benchmarks/gpu_check.py --source-hash >"$out/glmv-source.sha256"  # gpu_check.sh checks it
 total=0
 for f in "$out"/*.whl; do
   n=$(stat -c %s "$f")
