@@ -6,7 +6,7 @@
 #   bash scripts/gpu_check.sh --dry-run   # the same steps at toy sizes on the CPU (CI tests this)
 #
 # Steps, each under its own time limit (seconds; the sum stays under 8 minutes on an H200):
-#   install 30 | pytest -m gpu 110 | exact 45 | sft 130 | kernels 70 | rollout 70
+#   install 30 | pytest -m gpu 100 | exact 60 | sft 130 | kernels 70 | rollout 70
 # A step that fails or runs out of time records {"error": ...} under its name and the next runs.
 # GPU_CHECK_PARTS="sft rollout" runs only those parts (install and meta always run): a rerun of
 # what broke, within the device time that is left.
@@ -29,7 +29,7 @@ rm -f "$json" "$OUT/pytest.xml"
 PY="${PYTHON:-python3}"
 BUDGET="${GPU_CHECK_BUDGET:-470}"  # seconds for all steps together
 PARTS="${GPU_CHECK_PARTS:-pytest exact sft kernels rollout}"
-declare -A LIMIT=([pytest]=110 [exact]=45 [sft]=130 [kernels]=70 [rollout]=70)
+declare -A LIMIT=([pytest]=100 [exact]=60 [sft]=130 [kernels]=70 [rollout]=70)
 for part in $PARTS; do
   [ -n "${LIMIT[$part]:-}" ] || { echo "unknown part '$part' in GPU_CHECK_PARTS" >&2; exit 2; }
 done

@@ -82,18 +82,21 @@ def train_device() -> torch.device:
     return torch.device("cpu")
 
 
-def cuda_peak_memory_gb(device: Any) -> float | None:
-    """``torch.cuda.max_memory_allocated`` of ``device`` in GiB since the last reset; None off CUDA."""
-    dev = torch.device(device)
-    if dev.type != "cuda":
-        return None
-    return torch.cuda.max_memory_allocated(dev) / 2**30
-
-
-def reset_cuda_peak(device: Any) -> None:
+def step_begin(device: Any) -> None:
+    """Starts a step's CUDA peak-memory window (nothing off CUDA)."""
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
+
+
+def step_end(device: Any) -> float | None:
+    """Waits for the step's queued CUDA work (so its time is the step's, not the next one's) and
+    returns ``torch.cuda.max_memory_allocated`` since ``step_begin`` in GiB; None off CUDA."""
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    torch.cuda.synchronize(dev)
+    return torch.cuda.max_memory_allocated(dev) / 2**30
 
 
 class BF16Masters:

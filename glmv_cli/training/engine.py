@@ -12,7 +12,8 @@ every step, so resume needs no scheduler state.
 Without DeepSpeed (or with ``GLMV_TRAIN_BACKEND=torch``) ZeRO-0 in one process runs on
 ``training.backend.TorchZero0``: the same AdamW, clipping, bf16 master weights and checkpoint
 layout in plain torch; ZeRO 1-3 then stop with a message. On CUDA each step's metrics carry
-``max_memory_allocated_gb``, the step's peak of ``torch.cuda.max_memory_allocated``.
+``max_memory_allocated_gb``, the step's peak of ``torch.cuda.max_memory_allocated``, and the
+step's time includes its queued kernels (one synchronize per step).
 pretrain / extend-context / sft use it through ``loop.fit``; the RL policy update calls
 ``train_step`` directly with its own loss.
 
@@ -176,7 +177,7 @@ class Engine:
         if not micro_batches:
             raise ValueError("train_step needs at least one micro batch")
         t0 = time.perf_counter()
-        train_backend.reset_cuda_peak(self.device)
+        train_backend.step_begin(self.device)
         self.engine.train()
         counts = [float(count_fn(mb)) for mb in micro_batches]
         tokens = float(sum(int(mb["input_ids"].numel()) for mb in micro_batches))
@@ -202,10 +203,10 @@ class Engine:
             grad_norm = float(gn) if gn is not None else float("nan")
         (loss_global,) = dist.all_sum([loss_local])
         self.step += 1
+        peak = train_backend.step_end(self.device)
         out = {"step": self.step, "loss": loss_global / max(n_global, 1.0), "lr": lr,
                "grad_norm": grad_norm, "tokens": tokens_global, "label_tokens": n_global,
                "time_s": time.perf_counter() - t0}
-        peak = train_backend.cuda_peak_memory_gb(self.device)
         if peak is not None:
             out["max_memory_allocated_gb"] = peak
         return out
