@@ -215,8 +215,6 @@ def _triton_parity(size: dict, dev) -> dict:
 # ----------------------------------------------------------------------------- SFT steps
 def sft_worker(size: dict, config: str) -> dict:
     """One SFT configuration in this process: warm-up steps, then timed steps through Engine."""
-    import torch
-
     import gpu_workloads as W
     import glmv_kernels as K
     from glmv_cli.training.config import BatchConfig, OptimConfig, TrainConfig
