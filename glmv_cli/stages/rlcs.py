@@ -266,7 +266,6 @@ def _loop(opts: RlcsOptions, run: Any, engine: Any, trainer: Any, eval_recs: lis
             run_eval()
         while trainer.step < opts.steps:
             m = trainer.train_step()
-            m.update(engine.memory_stats())
             metrics.log(m)
             if trainer.step % opts.log.log_every == 0 or trainer.step == opts.steps:
                 say(step_line(m, opts.steps))

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from glmv_cli.errors import GlmvError
-from glmv_cli.lifecycle import WANDB_DIR  # noqa: F401  (re-exported: where wandb writes)
 
 METRICS = "metrics.jsonl"
 TB_DIR = "tensorboard"
