@@ -34,7 +34,9 @@ console = Console(stderr=True, highlight=False)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turns GlmvError into ``error: <message>`` on stderr and exit code 2."""
+    """Turns GlmvError into ``error: <message>`` on stderr and exit code 2; an OSError (a full
+    disk, a read-only mount, a permission) the same way, as one line naming the path
+    (``glmv_cli.oserrors``), since it is the machine's state, not a bug, that needs fixing."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -42,6 +44,14 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except GlmvError as e:
             print(f"error: {e}", file=sys.stderr)
+            raise typer.Exit(2) from None
+        except Exception as e:  # noqa: BLE001 - OS errors only; anything else is a bug and keeps its traceback
+            from glmv_cli.oserrors import describe, os_error_from
+
+            ose = os_error_from(e, "?")
+            if ose is None or ose.errno is None:
+                raise
+            print(f"error: {describe(ose)}", file=sys.stderr)
             raise typer.Exit(2) from None
 
     return wrapper

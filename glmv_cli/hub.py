@@ -34,8 +34,8 @@ eval artifact without ``results`` contributes nothing.
 from __future__ import annotations
 
 import json
+import os
 import re
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -51,8 +51,6 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model")
 PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
 CHECKPOINTS = "checkpoints/"
 PIPELINE_TAG = "image-text-to-text"
-# A safetensors header is a few KiB per thousand tensors; anything past this is a corrupt length field.
-_MAX_HEADER = 100 << 20
 _REPO_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 _OPTION_SKIP = {"out", "overwrite", "recipe", "resume"}
 
@@ -107,22 +105,11 @@ def _read_json(path: Path) -> Any:
 
 
 def safetensors_tensor_names(path: Path) -> set[str]:
-    """Tensor names in a safetensors file, from its header alone (no tensor data is read)."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise GlmvError(f"{path}: not a safetensors file (shorter than its 8-byte header length)")
-        (n,) = struct.unpack("<Q", head)
-        if n > _MAX_HEADER or n > path.stat().st_size - 8:
-            raise GlmvError(f"{path}: not a safetensors file (header length {n} exceeds the file)")
-        raw = f.read(n)
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise GlmvError(f"{path}: not a safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise GlmvError(f"{path}: not a safetensors file (its header is not a JSON object)")
-    return {k for k in header if k != "__metadata__"}
+    """Tensor names in a safetensors file, from its header alone (no tensor data is read; the
+    header's offsets are checked against the file size, so a truncated shard is caught here)."""
+    from glmv_cli.modeling.weights import read_header
+
+    return set(read_header(path))
 
 
 def check_weights(root: Path, names: set[str]) -> list[str]:
@@ -176,19 +163,47 @@ def _require_one(root: Path, names: set[str], candidates: Iterable[str], what: s
     raise GlmvError(f"{root}: no {what}: expected {wanted}")
 
 
+def _check_inside(root: Path, rel: str) -> None:
+    """A listed file must be a regular file reached without a symlink: a link could send a file
+    from outside the artifact (a key, a home directory) to a public repo."""
+    cur = root
+    for part in Path(rel).parts:
+        cur = cur / part
+        if cur.is_symlink():
+            raise GlmvError(f"{cur}: is a symbolic link; push uploads only regular files inside the artifact, "
+                            "never what a link points to (replace it with the file itself)")
+    real, top = os.path.realpath(root / rel), os.path.realpath(root)
+    if not real.startswith(top.rstrip(os.sep) + os.sep):
+        raise GlmvError(f"{root / rel}: resolves outside the artifact ({real}); nothing was uploaded")
+
+
 def validate_model_artifact(path: str | Path, *, include_checkpoints: bool = False) -> ModelArtifact:
-    """Checks a model artifact and returns the files a push uploads; GlmvError names the bad file."""
+    """Checks a model artifact and returns the files a push uploads; GlmvError names the bad file.
+
+    A push uploads exactly the files the manifest lists (``files``, and with
+    ``include_checkpoints`` the kept checkpoint's ``checkpoint_files``), each hash-checked against
+    the manifest and reached without a symlink. Anything else on disk is named, never sent."""
     m = read_manifest(path, what="model")
     root = m.path
-    listed = {rel: info for rel, info in m.files.items() if include_checkpoints or not _is_checkpoint(rel)}
-    excluded = sorted(rel for rel in m.files if rel not in listed)
-    on_disk = sorted(f.relative_to(root).as_posix() for f in root.rglob("*") if f.is_file())
-    unlisted_ckpt = [r for r in on_disk if _is_checkpoint(r) and r not in m.files]
-    if not include_checkpoints:
-        excluded = sorted(set(excluded) | set(unlisted_ckpt))
-    unlisted = [r for r in on_disk if r not in m.files and r != MANIFEST and not _is_checkpoint(r)]
-    names = set(listed)
+    listed = {rel: info for rel, info in m.files.items() if not _is_checkpoint(rel)}
+    ckpt = {rel: info for rel, info in m.files.items() if _is_checkpoint(rel)}
+    ckpt.update(m.data.get("checkpoint_files") or {})
+    on_disk = sorted(f.relative_to(root).as_posix() for f in root.rglob("*") if f.is_file() or f.is_symlink())
+    known = set(listed) | set(ckpt) | {MANIFEST}
+    if include_checkpoints:
+        if not ckpt:
+            raise GlmvError(f"--include-checkpoints: the manifest of '{root}' lists no checkpoint files (train "
+                            "with --keep-final-checkpoint to keep one in the artifact)")
+        listed.update(ckpt)
+        excluded = []
+    else:
+        excluded = sorted(set(ckpt) | {r for r in on_disk if _is_checkpoint(r) and r not in known})
+    unlisted = [r for r in on_disk if r not in known and (include_checkpoints or not _is_checkpoint(r))]
+    names = {rel for rel in listed if not _is_checkpoint(rel)}
 
+    for rel in sorted(listed):
+        _check_inside(root, rel)
+    _check_inside(root, MANIFEST)
     check_weights(root, names)
     cfg_name = _require_one(root, names, ["config.json"], "model config")
     config = _read_json(root / cfg_name)
@@ -204,15 +219,38 @@ def validate_model_artifact(path: str | Path, *, include_checkpoints: bool = Fal
     if problems:
         raise GlmvError(f"model '{root}' is damaged, nothing was uploaded:\n  " + "\n  ".join(problems))
 
-    files = [UploadFile(rel, root / rel, int(info.get("bytes", (root / rel).stat().st_size)),
-                        info["sha256"], True) for rel, info in sorted(listed.items())]
-    if include_checkpoints:
-        files += [UploadFile(rel, root / rel, (root / rel).stat().st_size, sha256_file(root / rel), False)
-                  for rel in unlisted_ckpt]
+    files = [UploadFile(rel, root / rel, int(info["bytes"]), info["sha256"], True)
+             for rel, info in sorted(listed.items())]
     files.append(UploadFile(MANIFEST, root / MANIFEST, (root / MANIFEST).stat().st_size,
                             sha256_file(root / MANIFEST), True))
     files.sort(key=lambda f: f.path_in_repo)
     return ModelArtifact(m, config, files, excluded, unlisted)
+
+
+def check_endpoint(endpoint: str, allow_http: bool) -> str:
+    """The Hub URL, if the token may go there: https, or http to a loopback address (a local test
+    server), or any http with ``allow_http``. A plain-http endpoint elsewhere would send the
+    token readable to every hop on the way."""
+    from urllib.parse import urlsplit
+
+    u = urlsplit(endpoint)
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise GlmvError(f"--endpoint must be an http(s) URL with a host, got '{endpoint}'")
+    if u.scheme == "http" and not allow_http and not _is_loopback(u.hostname):
+        raise GlmvError(f"--endpoint '{endpoint}' is plain http to a non-local host: the Hub token would travel "
+                        "unencrypted; use https, or pass --allow-http if this network is trusted")
+    return endpoint
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: not resolved here (DNS could point it anywhere)
 
 
 # ----------------------------------------------------------------------------- eval results

@@ -74,8 +74,9 @@ def test_missing_dataset_offline_says_how_to_provide_it(tmp_path, monkeypatch):
     assert "not in the local Hugging Face cache and the network is off" in msg
     assert "`hf download Lin-Chen/MMStar --repo-type dataset`" in msg
     assert "DATA_DIR/mmstar/val.jsonl" in msg and "--data-dir DATA_DIR" in msg
+    (tmp_path / "data").mkdir()
     with pytest.raises(GlmvError, match=r"no val.jsonl/.json/.parquet under .*/mmstar/"):
-        run_eval(EvalOptions(model="m", out=tmp_path / "o", tasks="mmstar", data_dir=tmp_path),
+        run_eval(EvalOptions(model="m", out=tmp_path / "o", tasks="mmstar", data_dir=tmp_path / "data"),
                  generator=ScriptedGenerator({}))
     assert not (tmp_path / "o").exists()
 

@@ -291,5 +291,8 @@ def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
     bad.write_text('{"id": "a", "messages": [{"role": "user", "content": "hi"}], "domain": "ocr"}\n')
     r = runner.invoke(app, _args(bad, out, ["tiny"]))
     assert r.exit_code == 2 and "bad.jsonl:1: field 'answer': missing reference answer" in r.output
-    r = runner.invoke(app, _args(tmp_path, out, ["tiny"]))
+    (tmp_path / "plain").mkdir()
+    r = runner.invoke(app, _args(tmp_path / "plain", out, ["tiny"]))
     assert r.exit_code == 2 and "has no manifest.json" in r.output
+    r = runner.invoke(app, _args(tmp_path, out, ["tiny"]))  # --out inside --data
+    assert r.exit_code == 2 and f"error: --out '{out}' lies inside the input '{tmp_path}'" in r.output

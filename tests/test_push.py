@@ -379,7 +379,8 @@ def _rewrite(model: Path, fn) -> Path:
     (lambda d: (d / "tokenizer.json").unlink(),
      "{d}: no tokenizer file: expected tokenizer.json or tokenizer.model"),
     (lambda d: (d / "model-00001-of-00002.safetensors").write_bytes(b"\xff" * 16),
-     "{d}/model-00001-of-00002.safetensors: not a safetensors file (header length 18446744073709551615 exceeds the file)"),
+     "{d}/model-00001-of-00002.safetensors: not a safetensors file (header length 18,446,744,073,709,551,615 exceeds "
+         "the file of 16 bytes: truncated or corrupted)"),
 ])
 def test_validation_errors_name_the_file(model, edit, message):
     d = _rewrite(model, edit)

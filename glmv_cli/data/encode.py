@@ -38,6 +38,7 @@ import numpy as np
 
 from glmv_cli.data.images import (AspectRatioError, ImageSettings, fast_size, grid_for_size, header_size,
                                   tokens_for_grid)
+from glmv_cli.data.mediacheck import ImageTooLarge, MediaChecks, check_pixels, decode_image
 from glmv_cli.data.positions import sample_positions
 from glmv_cli.data.schema import Record, RecordError, parse_record
 from glmv_cli.data.video import VideoError, VideoSettings, plan_sampling, probe
@@ -76,17 +77,27 @@ def image_size(path: str) -> tuple[int, int]:
         return header_size(head + f.read())
 
 
-def image_grids(rec: Record, settings: ImageSettings = ImageSettings()) -> list[tuple[int, int, int]]:
+def image_grids(rec: Record, settings: ImageSettings = ImageSettings(),
+                checks: MediaChecks | None = None) -> list[tuple[int, int, int]]:
     """The patch grid of each of a record's images, from their headers; a RecordError naming the
-    record and ``images[k]`` for a missing or unreadable image or an aspect ratio the model refuses.
-    pack, rlcs, grade-difficulty and eval all check their records through this one function."""
+    record and ``images[k]`` for a missing or unreadable image, one over the pixel budget or an
+    aspect ratio the model refuses; with ``checks.verify_images`` each image is also decoded in
+    full (``glmv_cli.data.mediacheck``). pack, rlcs, grade-difficulty and eval all check their
+    records through this one function."""
+    checks = checks or MediaChecks()
     out = []
     for k, path in enumerate(rec.images):
         try:
             w, h = image_size(path)
+            check_pixels(w, h, checks.max_image_pixels)
+            if checks.decode:
+                with open(path, "rb") as f:
+                    decode_image(f.read(), checks.max_image_pixels)
         except FileNotFoundError:
             raise RecordError(rec.path, rec.line, f"images[{k}]", f"image file '{path}' does not exist",
                               "missing_image") from None
+        except ImageTooLarge as e:
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "image_too_large") from None
         except (OSError, ValueError) as e:
             raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "bad_image") from None
         try:
@@ -100,7 +111,7 @@ class Encoder:
     """Turns records into :class:`Encoded` samples for one tokenizer and image processor."""
 
     def __init__(self, tokenizer: Any, image_processor: Any, *, mode: str, style: str, train_on: str = "last",
-                 video: VideoSettings | None = None):
+                 video: VideoSettings | None = None, checks: MediaChecks | None = None):
         from glmv_cli.modeling.video_processor import GlmvVideoProcessor
 
         self.tokenizer = tokenizer
@@ -108,6 +119,7 @@ class Encoder:
         self.video = video or VideoSettings()
         self.video_processor = GlmvVideoProcessor.from_image_processor(image_processor)
         self.mode, self.style, self.train_on = mode, style, train_on
+        self.checks = checks or MediaChecks()
         conv = tokenizer.convert_tokens_to_ids
         self.image_token_id = int(conv("<|image|>"))
         self.video_start_id, self.video_end_id = int(conv("<|begin_of_video|>")), int(conv("<|end_of_video|>"))
@@ -115,7 +127,7 @@ class Encoder:
                                                               "<|image|>", "<|end_of_image|>")], dtype=np.int64)
 
     def grids(self, rec: Record) -> list[tuple[int, int, int]]:
-        return image_grids(rec, self.settings)
+        return image_grids(rec, self.settings, self.checks)
 
     def video_plans(self, rec: Record) -> list[tuple[Any, Any, tuple[int, int, int]]]:
         """(meta, plan, grid) per video, from headers only."""
@@ -208,7 +220,8 @@ def encode_lines(encoder: Encoder, items: Iterable[tuple[int, str, int, str]]) -
     for idx, path, line, text in items:
         try:
             # the encoder opens every image anyway and reports a missing one with the same message
-            rec = parse_record(text, path=path, line=line, mode=encoder.mode, check_files=False)
+            rec = parse_record(text, path=path, line=line, mode=encoder.mode, check_files=False,
+                               allow_external=encoder.checks.allow_external_paths)
             out.append(("ok", encoder.encode(rec, idx)))
         except RecordError as e:
             out.append(("bad", e.as_tuple()))

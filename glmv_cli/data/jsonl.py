@@ -105,12 +105,18 @@ def _skip_rest_of_line(f: IO[bytes]) -> int:
             return n
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_object(text: str, path: str | os.PathLike, lineno: int) -> dict[str, Any]:
     """One JSONL line as a JSON object, or a GlmvError naming file:line."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as e:
         raise GlmvError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+    except ValueError as e:  # NaN / Infinity: Python's json reads them, JSON has no such numbers
+        raise GlmvError(f"{path}:{lineno}: invalid JSON ({e})") from None
     except RecursionError:
         raise GlmvError(f"{path}:{lineno}: invalid JSON (nested too deeply)") from None
     if not isinstance(obj, dict):

@@ -31,7 +31,6 @@ into every ``<|image|>`` token and fails).
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -115,13 +114,15 @@ class PackedDataset:
         """Decodes and preprocesses a pack's images; returns (patches, dim) float32."""
         if pack.kinds is not None and len(pack.kinds) and pack.kinds.any():
             return self._media_pixels(pack, where)
-        from PIL import Image
+        from glmv_cli.data.mediacheck import PIL_BOMB_PIXELS, decode_image
 
+        limit = int(self._shards.index.get("max_image_pixels", PIL_BOMB_PIXELS))
         images = []
         for k, data in enumerate(pack.images):
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                images.append(im.convert("RGB") if im.mode != "RGB" else im.copy())
+            try:  # the decoder pack's --verify-images ran: what pack accepted decodes here
+                images.append(decode_image(data, limit))
+            except ValueError as e:
+                raise GlmvError(f"packed dataset '{self.dir}'{where}: image {k} {e}") from None
         out = self.image_processor(images=images, return_tensors="np")
         grids = np.asarray(out["image_grid_thw"]).astype(np.int64)
         if not np.array_equal(grids, pack.grids.astype(np.int64)):

@@ -38,7 +38,7 @@ PLACEHOLDER = "<image>"
 VIDEO_PLACEHOLDER = "<video>"
 REASONS = ("malformed_json", "bad_field", "unknown_role", "empty_assistant", "image_count",
            "missing_image", "bad_image", "aspect_ratio", "overlong", "video_count", "missing_video",
-           "bad_video", "video_too_long")
+           "bad_video", "video_too_long", "image_too_large", "external_path")
 _SPLIT = re.compile("(<image>|<video>)")
 
 
@@ -122,14 +122,21 @@ def _base_dir(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
 
 
+def _no_nan(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | None = None,
-                 check_files: bool = True) -> Record:
-    """Parses and validates one JSONL line. ``mode`` is ``"sft"`` or ``"pretrain"``."""
+                 check_files: bool = True, allow_external: bool = False) -> Record:
+    """Parses and validates one JSONL line. ``mode`` is ``"sft"`` or ``"pretrain"``. Media paths
+    must stay inside ``base_dir`` unless ``allow_external`` (``glmv_cli.data.mediacheck``)."""
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, parse_constant=_no_nan)
     except json.JSONDecodeError as e:
         raise RecordError(path, line, None, f"malformed JSON ({e.msg} at column {e.colno})",
                           "malformed_json") from None
+    except ValueError as e:  # NaN / Infinity: Python's json accepts them, JSON does not
+        raise RecordError(path, line, None, f"malformed JSON ({e})", "malformed_json") from None
     if not isinstance(obj, dict):
         raise RecordError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "malformed_json")
 
@@ -198,6 +205,7 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     resolved = []
     for k, p in enumerate(images):
         full = p if p.startswith("/") else os.path.normpath(os.path.join(base, p))
+        _check_inside(full, base, allow_external, path, line, f"images[{k}]")
         if check_files and not os.path.isfile(full):
             raise RecordError(path, line, f"images[{k}]", f"image file '{full}' does not exist", "missing_image")
         resolved.append(full)
@@ -205,6 +213,7 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     vids = []
     for k, p in enumerate(videos):
         full = p if p.startswith("/") else os.path.normpath(os.path.join(base, p))
+        _check_inside(full, base, allow_external, path, line, f"videos[{k}]")
         if check_files and not os.path.exists(full):
             raise RecordError(path, line, f"videos[{k}]", f"video '{full}' does not exist", "missing_video")
         vids.append(full)
@@ -212,3 +221,11 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     meta = {k: obj[k] for k in ("domain", "answer", "difficulty") if k in obj}
     return Record(path=path, line=line, id=str(rid), kind="chat" if messages is not None else "text",
                   messages=messages, text=body, images=resolved, meta=meta, videos=vids, media=media)
+
+
+def _check_inside(full: str, base: str, allow: bool, path: str, line: int, fname: str) -> None:
+    from glmv_cli.data.mediacheck import outside_root
+
+    if not allow and outside_root(full, base):
+        raise RecordError(path, line, fname, f"'{full}' is outside the data directory '{base}' (pass "
+                          "--allow-external-paths to read files elsewhere)", "external_path")

@@ -283,6 +283,9 @@ def load(
     processor = _processor_from_dir(directory, config) if processor_from is None else load_processor(processor_from)
     cls = model_class_for(config)
     torch_dtype = _torch_dtype(dtype)
+    from glmv_cli.modeling.weights import check_model_dir
+
+    check_model_dir(directory, config)  # headers, sizes, shapes: a named error before any tensor is read
     try:
         model = cls.from_pretrained(str(directory), dtype=torch_dtype if torch_dtype is not None else "auto")
     except OSError as e:

@@ -92,11 +92,12 @@ def _answer(raw: dict[str, Any], p: Path, ln: int) -> str:
     return ans
 
 
-def _check_rl_record(line: str, p: Path, ln: int, known: list[str], seen: set[str]) -> RLRecord:
+def _check_rl_record(line: str, p: Path, ln: int, known: list[str], seen: set[str],
+                     allow_external: bool = False) -> RLRecord:
     """One JSONL line as a validated RL record, or a RecordError naming file, line and field."""
     from glmv_cli.data.schema import RecordError, parse_record
 
-    rec = parse_record(line, path=str(p), line=ln, mode="pretrain")
+    rec = parse_record(line, path=str(p), line=ln, mode="pretrain", allow_external=allow_external)
     raw = json.loads(line)
     if rec.kind != "chat":
         raise RecordError(p, ln, "messages", "missing (an RL record needs 'messages')", "bad_field")
@@ -115,10 +116,11 @@ def _check_rl_record(line: str, p: Path, ln: int, known: list[str], seen: set[st
     return RLRecord(rec.id, dom, ans, rec, extra, raw.get("difficulty"))
 
 
-def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail",
-                    what: str = "--data", limit: int | None = None) -> tuple[list[RLRecord], dict[str, int]]:
+def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail", what: str = "--data",
+                    limit: int | None = None, checks: Any = None) -> tuple[list[RLRecord], dict[str, int]]:
     """Reads and validates RL records (used by rlcs and grade-difficulty); ``on_bad='skip'`` counts
-    bad ones by reason instead; ``limit`` keeps the first N usable records."""
+    bad ones by reason instead; ``limit`` keeps the first N usable records; ``checks``: the
+    images' ``MediaChecks`` (default: decoded in full, inside the data directory)."""
     from glmv_cli.data.encode import image_grids
     from glmv_cli.data.jsonl import iter_lines
     from glmv_cli.data.schema import RecordError
@@ -130,8 +132,8 @@ def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail
     known = reward_config.known_domains()
     for ln, line in iter_lines(p, what):
         try:
-            r = _check_rl_record(line, p, ln, known, seen)
-            image_grids(r.record)  # unreadable image, aspect ratio: now, not at step 1 of the run
+            r = _check_rl_record(line, p, ln, known, seen, bool(checks and checks.allow_external_paths))
+            image_grids(r.record, checks=checks)  # unreadable image, aspect ratio: now, not at step 1 of the run
         except RecordError as e:
             if on_bad == "fail":
                 raise
@@ -146,9 +148,9 @@ def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail
     return out, bad
 
 
-def load_data(path: str | Path, reward_config: Any, *, on_bad: str = "fail") -> RLData:
+def load_data(path: str | Path, reward_config: Any, *, on_bad: str = "fail", checks: Any = None) -> RLData:
     f, m, ev = resolve_data(path)
-    recs, bad = load_rl_records(f, reward_config, on_bad=on_bad)
+    recs, bad = load_rl_records(f, reward_config, on_bad=on_bad, checks=checks)
     return RLData(recs, f, m, ev, bad)
 
 

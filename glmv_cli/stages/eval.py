@@ -24,11 +24,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from glmv_cli.artifacts import ArtifactWriter, Manifest, read_manifest
+from glmv_cli.artifacts import ArtifactWriter, InputChecks, Manifest, option_paths, read_manifest, verify_input
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -57,6 +57,7 @@ class EvalOptions:
     list_benchmarks: bool = opt(False, "List every benchmark, its dataset, status and needs; then exit.",
                                 flag="--list")
     overwrite: bool = opt(False, "Replace an existing --out.")
+    checks: InputChecks = field(default_factory=InputChecks)
 
     def check(self) -> None:
         from glmv_cli.evaluation.registry import SUITES
@@ -216,9 +217,14 @@ def write_samples(path: Path, samples: list[dict[str, Any]], records: list[dict[
 def run_eval(opts: EvalOptions, *, generator: Any = None, console: Any = None) -> Manifest:
     """The stage. ``generator`` replaces the model (any ``adapter.Generator``; tests use a
     ``ScriptedGenerator``) while everything else runs as from the command line."""
+    from glmv_cli.artifacts import check_out
+
     opts.validate()
+    check_out(opts.out, opts.overwrite, option_paths(opts))
     task_names, not_run = resolve_tasks(opts.tasks, opts.suite)
     model_manifest = _model_manifest(str(opts.model))
+    if model_manifest is not None:
+        verify_input(model_manifest, opts.checks.verify_inputs, "--model")
 
     from lm_eval import simple_evaluate
     from lm_eval.tasks import TaskManager
@@ -236,7 +242,8 @@ def run_eval(opts: EvalOptions, *, generator: Any = None, console: Any = None) -
     resolved = O.flat_dict(opts)
     inputs = [model_manifest] if model_manifest is not None else []
     # opened before the hours of generation, so an existing --out fails now, not at the end
-    art = ArtifactWriter(opts.out, "eval", options=resolved, inputs=inputs, overwrite=opts.overwrite).open()
+    art = ArtifactWriter(opts.out, "eval", options=resolved, inputs=inputs, overwrite=opts.overwrite,
+                         input_paths=option_paths(opts)).open()
     try:
         lm = GlmvLM(pretrained=None if generator is not None else str(opts.model), generator=generator,
                     batch_size=opts.batch_size, thinking_budget=opts.thinking_budget, answer_budget=opts.answer_budget,

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from glmv_cli.artifacts import Manifest, read_manifest, sha256_file
+from glmv_cli.artifacts import InputChecks, Manifest, read_manifest, sha256_file
+from glmv_cli.data.mediacheck import MediaChecks
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -80,6 +82,8 @@ class GradeDifficultyOptions:
                               "options are required) and grade only the rest; never: start over.",
                       choices=("never", "auto"))
     overwrite: bool = opt(False, "Replace an existing --out artifact.")
+    checks: InputChecks = field(default_factory=InputChecks)
+    media: MediaChecks = field(default_factory=MediaChecks)
 
     def check(self) -> None:
         if not self.models:
@@ -235,30 +239,72 @@ def _rollout_fingerprint(opts: GradeDifficultyOptions, data_sha: str) -> dict[st
 
 def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     """Runs (or resumes) the grading and writes the artifact."""
+    from glmv_cli.artifacts import check_out, option_paths, verify_input
+
     opts.validate()
+    check_out(opts.out, opts.overwrite, option_paths(opts))
     data_file, data_manifest = _data_file(Path(opts.data))
     from glmv_cli.rewards.scoring import load_config
-    from glmv_cli.rl.difficulty import grade_sample, read_human_labels, spearman, tier_histograms
+    from glmv_cli.rl.difficulty import read_human_labels
 
     reward_cfg = load_config(opts.reward_config)
     from glmv_cli.rl.records import load_rl_records
 
-    recs, bad = load_rl_records(data_file, reward_cfg, on_bad=opts.on_bad, limit=opts.limit or None)
+    recs, bad = load_rl_records(data_file, reward_cfg, on_bad=opts.on_bad, limit=opts.limit or None,
+                                checks=opts.media)
     labels = read_human_labels(opts.human_labels) if opts.human_labels else {}
+    _check_labels_match(labels, recs, opts.human_labels)
     data_sha = hashlib.sha256(data_file.read_bytes()).hexdigest()
     fingerprint = _rollout_fingerprint(opts, data_sha)
 
-    inputs = [data_manifest] if data_manifest else []
+    inputs = [verify_input(data_manifest, opts.checks.verify_inputs, "--data")] if data_manifest else []
     for spec in opts.models:  # model artifacts (e.g. from glmv sft) join the lineage
         if (Path(spec) / "manifest.json").is_file():
-            inputs.append(read_manifest(spec, what="--model"))
+            inputs.append(verify_input(read_manifest(spec, what="--model"), opts.checks.verify_inputs, "--model"))
     from glmv_cli import options as O
     from glmv_cli.lifecycle import StageRun
 
     run = StageRun(Path(opts.out), STAGE, fingerprint, resume=opts.resume == "auto", overwrite=opts.overwrite,
-                   options=O.flat_dict(opts), inputs=inputs)
+                   options=O.flat_dict(opts), inputs=inputs, input_paths=option_paths(opts))
     run.check_resume()
     stage_dir = run.open()
+    try:
+        return _grade(opts, run, stage_dir, recs, bad, labels, reward_cfg)
+    except BaseException:
+        run.release()
+        raise
+
+
+def _check_labels_match(labels: dict[str, Any], recs: list, path: Any) -> None:
+    """--human-labels that match no record are an error; a partial match is a warning line."""
+    if not labels:
+        return
+    ids = {r.id for r in recs}
+    unmatched = [i for i in labels if i not in ids]
+    if len(unmatched) == len(labels):
+        raise GlmvError(f"--human-labels '{path}': none of its {len(labels)} ids (e.g. '{unmatched[0]}') is a record "
+                        "id of --data; labels of another dataset?")
+    if unmatched:
+        print(f"warning: --human-labels '{path}': {len(unmatched)} of {len(labels)} ids match no record of --data "
+              f"(e.g. '{unmatched[0]}'); they are ignored", flush=True)
+
+
+def _finite(x: Any) -> Any:
+    """NaN and infinities as null: results.jsonl is strict JSON that any reader parses."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def _grade(opts: GradeDifficultyOptions, run: Any, stage_dir: Path, recs: list, bad: Any, labels: dict,
+           reward_cfg: Any) -> Manifest:
+    """Rollouts for every chunk not on disk yet, then results.jsonl and the commit."""
+    from glmv_cli.rl.difficulty import grade_sample, spearman, tier_histograms
+
     art = run.art
 
     bs = opts.batch_size
@@ -321,7 +367,7 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
         results.append({"id": rid, "domain": r.domain, "data_difficulty": r.difficulty, **g,
                         "human_label": labels.get(rid)})
     with open(stage_dir / RESULTS, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(x) + "\n" for x in results)
+        f.writelines(json.dumps(_finite(x), allow_nan=False) + "\n" for x in results)
 
     domains = sorted({x["domain"] for x in results})
     rho = {}

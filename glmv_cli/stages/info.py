@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from glmv_cli.artifacts import read_manifest, verify_files
+from glmv_cli.artifacts import MANIFEST, Manifest, read_manifest, verify_files
 from glmv_cli.errors import GlmvError
 from glmv_cli.options import opt
 
@@ -48,9 +48,16 @@ def info(path: Path, *, as_json: bool = False, verify: bool = False, console: Co
         console.print(lin)
     if verify:
         problems = verify_files(m)
+        ckpt = m.data.get("checkpoint_files") or {}
+        if ckpt:
+            problems += verify_files(Manifest(m.path, {**m.data, "files": ckpt}))
+        if "integrity" not in m.data:
+            problems.append(f"{m.path / MANIFEST}: no integrity hash (written by an older glmv, or "
+                            "removed by hand): its options and metrics cannot be checked")
         if problems:
             raise GlmvError("artifact is damaged:\n  " + "\n  ".join(problems))
-        console.print(f"verified {len(m.files)} files: all hashes match")
+        extra = f" and {len(ckpt)} checkpoint files" if ckpt else ""
+        console.print(f"verified {len(m.files)} files{extra}: all hashes match; the manifest's integrity hash matches")
     return m.data
 
 

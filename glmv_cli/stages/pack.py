@@ -30,7 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from glmv_cli.artifacts import MANIFEST, ArtifactWriter, Manifest, read_manifest
+from glmv_cli.artifacts import (MANIFEST, ArtifactWriter, InputChecks, Manifest, check_out, option_paths,
+                                read_manifest, verify_input)
+from glmv_cli.data.mediacheck import MediaChecks
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -40,6 +42,7 @@ SHARD_PACKS = 4096           # packs per shard at most ...
 SHARD_BYTES = 1 << 30        # ... and about this many bytes of images
 CHUNK = 256                  # records per worker task: amortises IPC, keeps order cheap to restore
 _WEIGHT = re.compile(r"^(?P<path>.+):(?P<w>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)$")
+_NUMBERISH = re.compile(r"^[-+]?([0-9.]+([eE][-+]?[0-9]+)?|nan|inf|infinity)$", re.IGNORECASE)
 
 
 @dataclass
@@ -67,6 +70,8 @@ class PackOptions:
     train_on: str = opt("last", "sft: train the assistant turns after the last user turn (last) or all of them "
                                 "(all).", choices=("last", "all"))
     overwrite: bool = opt(False, "Replace an existing --out.")
+    checks: InputChecks = field(default_factory=InputChecks)
+    media: MediaChecks = field(default_factory=MediaChecks)
     files: list[InputFile] = field(default_factory=list, repr=False, init=False)
 
     def check(self) -> None:
@@ -88,6 +93,9 @@ def resolve_input(spec: str, mode: str) -> list[InputFile]:
     """
     path, weight = spec, 1.0
     m = _WEIGHT.match(spec)
+    head, _, tail = spec.rpartition(":")
+    if not m and head and not Path(spec).exists() and (Path(head).exists() or _NUMBERISH.match(tail)):
+        raise GlmvError(f"--input '{spec}': the weight after ':' must be a finite number >= 0, got '{tail}'")
     if m and not Path(spec).exists():
         path, weight = m.group("path"), float(m.group("w"))
         if not math.isfinite(weight):
@@ -124,17 +132,18 @@ def model_style(model: str) -> str:
 _ENCODER = None
 
 
-def _make_encoder(model: str, mode: str, style: str, train_on: str):
+def _make_encoder(model: str, mode: str, style: str, train_on: str, media: MediaChecks | None = None):
     from glmv_cli.data.encode import Encoder
     from glmv_cli.modeling import load_processor
 
     proc = load_processor(model)
-    return Encoder(proc.tokenizer, proc.image_processor, mode=mode, style=style, train_on=train_on), proc
+    return Encoder(proc.tokenizer, proc.image_processor, mode=mode, style=style, train_on=train_on,
+                   checks=media), proc
 
 
-def _init_worker(model: str, mode: str, style: str, train_on: str) -> None:
+def _init_worker(model: str, mode: str, style: str, train_on: str, media: MediaChecks | None = None) -> None:
     global _ENCODER
-    _ENCODER, _ = _make_encoder(model, mode, style, train_on)
+    _ENCODER, _ = _make_encoder(model, mode, style, train_on, media)
 
 
 def _work(items: list) -> list:
@@ -144,13 +153,9 @@ def _work(items: list) -> list:
 
 
 def _read_items(files: list[InputFile]) -> list[tuple[int, str, int, str]]:
-    items = []
-    for idx, f in enumerate(files):
-        with open(f.path, encoding="utf-8") as fh:
-            for line, text in enumerate(fh, start=1):
-                if text.strip():
-                    items.append((idx, f.path, line, text.rstrip("\r\n")))
-    return items
+    from glmv_cli.data.jsonl import iter_lines
+
+    return [(idx, f.path, line, text) for idx, f in enumerate(files) for line, text in iter_lines(f.path, "--input")]
 
 
 def encode_all(items: list, opts: PackOptions, style: str, encoder=None) -> list:
@@ -165,7 +170,7 @@ def encode_all(items: list, opts: PackOptions, style: str, encoder=None) -> list
     chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
     out: list = []
     with ctx.Pool(opts.workers, initializer=_init_worker,
-                  initargs=(opts.model, opts.mode, style, opts.train_on)) as pool:
+                  initargs=(opts.model, opts.mode, style, opts.train_on, opts.media)) as pool:
         for part in pool.imap(_work, chunks):
             out.extend(part)
     return out
@@ -175,13 +180,18 @@ def encode_all(items: list, opts: PackOptions, style: str, encoder=None) -> list
 
 def _write_shards(directory: Path, packs: list[list[Any]]) -> list[dict]:
     from glmv_cli.data.storage import Sample, shard_name, write_shard
+    from glmv_cli.oserrors import writing
 
     shards, cur, cur_bytes = [], [], 0
 
     def flush():
         nonlocal cur, cur_bytes
         if cur:
-            shards.append(write_shard(directory / shard_name(len(shards)), cur))
+            path = directory / shard_name(len(shards))
+            # 24 bytes a token (ids, labels, 4 position rows) plus the images as stored
+            needed = cur_bytes + 24 * sum(len(s) for p in cur for s in p)
+            with writing(path, needed):
+                shards.append(write_shard(path, cur))
         cur, cur_bytes = [], 0
 
     from glmv_cli.data.encode import media_bytes
@@ -199,20 +209,49 @@ def _write_shards(directory: Path, packs: list[list[Any]]) -> list[dict]:
     return shards
 
 
+def _input_manifests(opts: PackOptions) -> list[Manifest]:
+    """The artifacts this pack reads (inputs and the model's), each checked against its manifest."""
+    inputs, seen = [], set()
+    for f in opts.files:
+        if f.artifact is not None and str(f.artifact.path) not in seen:
+            seen.add(str(f.artifact.path))
+            inputs.append(f.artifact)
+    model_dir = Path(opts.model)
+    for cand in ((model_dir, model_dir.parent) if model_dir.is_dir() else ()):
+        if (cand / MANIFEST).is_file() and str(cand.resolve()) not in seen:
+            seen.add(str(cand.resolve()))
+            inputs.append(read_manifest(cand, what="--model artifact"))
+            break
+    return [verify_input(m, opts.checks.verify_inputs) for m in inputs]
+
+
 def pack(opts: PackOptions) -> Manifest:
-    """Runs the pack stage; returns the written artifact's manifest."""
-    from glmv_cli.data.packed import PROCESSOR_CONFIG, tokenizer_identity
-    from glmv_cli.data.packing import best_fit_decreasing, check_packing, pack_stats, repeat_counts, shuffle_packs
-    from glmv_cli.data.schema import REASONS, RecordError
-    from glmv_cli.data.storage import INDEX, write_index
+    """Runs the pack stage; returns the written artifact's manifest. --out is checked and locked
+    before the first record is read; a failure removes the staging directory."""
+    from glmv_cli import options as O
 
     opts.validate()
+    check_out(opts.out, opts.overwrite, option_paths(opts))
+    inputs = _input_manifests(opts)
     style = model_style(opts.model) if opts.style == "auto" else opts.style
-    encoder, proc = _make_encoder(opts.model, opts.mode, style, opts.train_on)
-    t0 = time.perf_counter()
-    items = _read_items(opts.files)
-    results = encode_all(items, opts, style, encoder)
-    t_encode = time.perf_counter() - t0
+    options = O.flat_dict(opts)
+    options["style"] = style
+    art = ArtifactWriter(opts.out, "pack", options=options, inputs=inputs, overwrite=opts.overwrite,
+                         input_paths=option_paths(opts)).open()
+    try:
+        _pack_into(art, opts, style)
+        art.commit()
+    except BaseException:
+        art.abort()
+        raise
+    return read_manifest(opts.out)
+
+
+def _select(opts: PackOptions, items: list, results: list) -> tuple[list, list[dict], dict[str, int], int]:
+    """(samples after --on-bad / --on-overlong / weights, per-input counts, drops by reason, images
+    decoded by --verify-images)."""
+    from glmv_cli.data.packing import repeat_counts
+    from glmv_cli.data.schema import REASONS, RecordError
 
     dropped = {r: 0 for r in REASONS}
     per_input = [{"path": f.path, "weight": f.weight, "records_in": 0, "records_ok": 0, "records_out": 0}
@@ -234,18 +273,32 @@ def pack(opts: PackOptions) -> Manifest:
             continue
         per_input[idx]["records_ok"] += 1
         kept[idx].append(value)
-
     samples = []
     for idx, (f, recs) in enumerate(zip(opts.files, kept)):
         counts = repeat_counts(len(recs), f.weight, opts.seed, idx)
         for e, c in zip(recs, counts.tolist()):
             samples.extend([e] * c)
         per_input[idx]["records_out"] = int(counts.sum())
-
     if not samples:
         drops = ", ".join(f"{k} {v}" for k, v in dropped.items() if v) or "none"
         raise GlmvError(f"nothing to pack: {len(items)} record(s) read from {len(opts.files)} input file(s), "
                         f"0 left (dropped: {drops}; weights: {', '.join(str(f.weight) for f in opts.files)})")
+    verified = sum(len(e.grids) - sum(e.kinds) for recs in kept for e in recs) if opts.media.decode else 0
+    return samples, per_input, dropped, verified
+
+
+def _pack_into(art: ArtifactWriter, opts: PackOptions, style: str) -> None:
+    """Encodes every record, packs the samples and writes shards, index and metrics into ``art``."""
+    from glmv_cli.data.packed import PROCESSOR_CONFIG, tokenizer_identity
+    from glmv_cli.data.packing import best_fit_decreasing, check_packing, pack_stats, shuffle_packs
+    from glmv_cli.data.storage import INDEX, write_index
+
+    encoder, proc = _make_encoder(opts.model, opts.mode, style, opts.train_on, opts.media)
+    t0 = time.perf_counter()
+    items = _read_items(opts.files)
+    results = encode_all(items, opts, style, encoder)
+    t_encode = time.perf_counter() - t0
+    samples, per_input, dropped, verified = _select(opts, items, results)
     lengths = [len(s) for s in samples]
     order = best_fit_decreasing(lengths, opts.seq_len)
     check_packing(lengths, order, opts.seq_len)
@@ -254,62 +307,47 @@ def pack(opts: PackOptions) -> Manifest:
     t_pack = time.perf_counter() - t0 - t_encode
 
     ident = tokenizer_identity(proc.tokenizer)
-    from glmv_cli import options as O
-
-    options = O.flat_dict(opts)
-    options["style"] = style
-    inputs, seen = [], set()
-    for f in opts.files:
-        if f.artifact is not None and str(f.artifact.path) not in seen:
-            seen.add(str(f.artifact.path))
-            inputs.append(f.artifact)
-    model_dir = Path(opts.model)
-    for cand in ((model_dir, model_dir.parent) if model_dir.is_dir() else ()):
-        if (cand / MANIFEST).is_file() and str(cand.resolve()) not in seen:
-            seen.add(str(cand.resolve()))
-            inputs.append(read_manifest(cand, what="--model artifact"))
-            break
-
-    with ArtifactWriter(opts.out, "pack", options=options, inputs=inputs, overwrite=opts.overwrite) as art:
-        packs = [[samples[i] for i in members] for members in order]
-        shards = _write_shards(art.path, packs)
-        proc.image_processor.to_json_file(str(art.path / PROCESSOR_CONFIG))
-        n_videos = int(sum(sum(s.kinds) for s in samples))
-        video_extra = {"video_settings": asdict(encoder.video)} if n_videos else {}
-        write_index(art.path, shards, seq_len=opts.seq_len, mode=opts.mode, style=style,
-                    image_token_id=encoder.image_token_id, tokenizer=ident,
-                    image_settings=encoder.settings.as_dict(), seed=opts.seed, inputs=per_input, **video_extra)
-        n_in = len(items)
-        label_tokens = int(sum(int((s.labels != -100).sum()) for s in samples))
-        seconds = time.perf_counter() - t0
-        art.metrics.update({
-            "records_in": n_in,
-            "records_ok": sum(p["records_ok"] for p in per_input),
-            "records_out": len(samples),
-            "dropped": {k: v for k, v in dropped.items() if v},
-            "packs": stats.packs,
-            "tokens": stats.tokens,
-            "label_tokens": label_tokens,
-            "images": int(sum(len(s.grids) for s in samples)) - n_videos,
-            "fill_efficiency": round(stats.fill, 6),
-            "packs_lower_bound": stats.lower_bound,
-            "max_pack_tokens": int(max((sum(lengths[i] for i in m) for m in order), default=0)),
-            "shards": len(shards),
-            "seconds": round(seconds, 3),
-            "seconds_encode": round(t_encode, 3),
-            "seconds_pack": round(t_pack, 3),
-            "records_per_s": round(n_in / t_encode, 1) if t_encode > 0 else None,
-        })
-        if n_videos:  # only then: image-only manifests are unchanged
-            notes: dict[str, int] = {}
-            for s in samples:
-                for n in s.notes:
-                    notes[n] = notes.get(n, 0) + 1
-            art.metrics["videos"] = n_videos
-            art.metrics["video_handling"] = notes
-        art.extra.update({"tokenizer": ident, "seq_len": opts.seq_len, "mode": opts.mode,
-                          "index": INDEX, "per_input": per_input})
-    return read_manifest(opts.out)
+    packs = [[samples[i] for i in members] for members in order]
+    shards = _write_shards(art.path, packs)
+    proc.image_processor.to_json_file(str(art.path / PROCESSOR_CONFIG))
+    n_videos = int(sum(sum(s.kinds) for s in samples))
+    extra = {"video_settings": asdict(encoder.video)} if n_videos else {}
+    if opts.media.max_image_pixels != MediaChecks().max_image_pixels:  # the reader decodes with the same limit
+        extra["max_image_pixels"] = opts.media.max_image_pixels
+    write_index(art.path, shards, seq_len=opts.seq_len, mode=opts.mode, style=style,
+                image_token_id=encoder.image_token_id, tokenizer=ident,
+                image_settings=encoder.settings.as_dict(), seed=opts.seed, inputs=per_input, **extra)
+    n_in = len(items)
+    label_tokens = int(sum(int((s.labels != -100).sum()) for s in samples))
+    seconds = time.perf_counter() - t0
+    art.metrics.update({
+        "records_in": n_in,
+        "records_ok": sum(p["records_ok"] for p in per_input),
+        "records_out": len(samples),
+        "dropped": {k: v for k, v in dropped.items() if v},
+        "packs": stats.packs,
+        "tokens": stats.tokens,
+        "label_tokens": label_tokens,
+        "images": int(sum(len(s.grids) for s in samples)) - n_videos,
+        "images_verified": verified,
+        "fill_efficiency": round(stats.fill, 6),
+        "packs_lower_bound": stats.lower_bound,
+        "max_pack_tokens": int(max((sum(lengths[i] for i in m) for m in order), default=0)),
+        "shards": len(shards),
+        "seconds": round(seconds, 3),
+        "seconds_encode": round(t_encode, 3),
+        "seconds_pack": round(t_pack, 3),
+        "records_per_s": round(n_in / t_encode, 1) if t_encode > 0 else None,
+    })
+    if n_videos:  # only then: image-only manifests are unchanged
+        notes: dict[str, int] = {}
+        for s in samples:
+            for n in s.notes:
+                notes[n] = notes.get(n, 0) + 1
+        art.metrics["videos"] = n_videos
+        art.metrics["video_handling"] = notes
+    art.extra.update({"tokenizer": ident, "seq_len": opts.seq_len, "mode": opts.mode,
+                      "index": INDEX, "per_input": per_input})
 
 
 DOC = """Tokenise JSONL records and pack them into rows of --seq-len tokens for pretrain / sft.
@@ -330,8 +368,10 @@ glmv_cli.data.packed.PackedDataset(DIR).
 def report(m: Manifest) -> None:
     x = m.metrics
     drops = ", ".join(f"{k} {v}" for k, v in x["dropped"].items()) or "none"
+    verified = f"{x.get('images_verified', 0)} of {x['images']} images decoded" if m.options.get(
+        "verify_images") == "on" else "images not decoded (--verify-images off)"
     print(f"wrote {m.path}: {x['records_out']} samples from {x['records_in']} records in {x['packs']} packs, "
-          f"{x['tokens']} tokens, fill {x['fill_efficiency'] * 100:.2f} %, dropped: {drops}")
+          f"{x['tokens']} tokens, fill {x['fill_efficiency'] * 100:.2f} %, {verified}, dropped: {drops}")
 
 
 def register(app: Any) -> None:

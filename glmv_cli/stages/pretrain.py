@@ -48,7 +48,7 @@ def pretrain(opts: PretrainOptions) -> Manifest | None:
         if opts.init_vision is not None:
             model, proc = load_assembled(Path(opts.init_vision), Path(opts.init_llm), seed)
             return model, proc, [], f"assembled:{Path(opts.init_vision).resolve()}+{Path(opts.init_llm).resolve()}"
-        model, proc, inputs = load_model(opts.model, seed=seed)
+        model, proc, inputs = load_model(opts.model, seed=seed, verify_inputs=opts.checks.verify_inputs)
         return model, proc, inputs, inputs[0].sha256 if inputs else str(opts.model)
 
     return run_training("pretrain", opts, model_loader=loader)

@@ -3,8 +3,13 @@
 Parse → validate the artifact (shards + index, config, tokenizer, processor, hashes; see
 :mod:`glmv_cli.hub`) → read ``--eval`` artifacts → write the model card → one commit. Push is the
 last stage and writes no artifact: its output is the Hub repo. ``--out DIR`` keeps a local record of
-what was (or, with ``--dry-run``, would be) pushed: ``README.md`` and ``upload_plan.json``. That
-directory is not an artifact (it has no manifest), so no stage mistakes it for an input.
+what was (or, with ``--dry-run``, would be) pushed: ``README.md`` and ``upload_plan.json``, written
+only after the commit succeeded (``"sent": true`` with the commit) or for a dry run (``"sent":
+false``); a failed push writes nothing there, so the record never claims an upload that did not
+happen. That directory is not an artifact (it has no manifest), so no stage mistakes it for an input.
+
+The token goes only to an https endpoint, or plain http on a loopback address (a local server)
+unless ``--allow-http`` (:func:`glmv_cli.hub.check_endpoint`).
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class PushOptions:
                                     "options in the lineage; 'none' omits it].", metavar="ID")
     tags: list[str] = opt([], "Extra card tag (repeatable).", flag="--tag", metavar="TAG")
     endpoint: Optional[str] = opt(None, "Hub URL [default: $HF_ENDPOINT or https://huggingface.co].")
+    allow_http: bool = opt(False, "Send the token to a plain-http --endpoint that is not a loopback address "
+                                  "(unencrypted: only on a trusted network).")
 
     def validate(self) -> None:
         from glmv_cli import options
@@ -58,6 +65,11 @@ class PushOptions:
             raise GlmvError("--commit-message must not be empty")
         if self.dry_run and self.out is None:
             raise GlmvError("--dry-run needs --out DIR for the card and the upload plan")
+        if self.out is not None:
+            from glmv_cli.artifacts import check_disjoint, check_out_parent
+
+            check_disjoint(self.out, [self.model, *self.evals])
+            check_out_parent(self.out)
         if self.out is not None and self.out.exists():
             if not self.out.is_dir():
                 raise GlmvError(f"--out '{self.out}' exists and is not a directory")
@@ -104,18 +116,26 @@ def push(opts: PushOptions) -> PushResult:
     plan = hub.upload_plan(art, card, repo_id=opts.repo, private=opts.private, revision=opts.revision,
                            commit_message=message, endpoint=endpoint)
     plan["eval_results"] = [asdict(r) for r in rows]
-    # The token is resolved only now, after every local check, and only for a real push.
-    token = None if opts.dry_run else hub.resolve_token()
-    if opts.out is not None:
-        opts.out.mkdir(parents=True, exist_ok=True)
-        _write_text(opts.out / hub.CARD, card)
-        _write_text(opts.out / PLAN, json.dumps(plan, indent=2) + "\n")
-    if token is None:
+    hub.check_endpoint(endpoint, opts.allow_http)
+    if opts.dry_run:
+        plan["sent"] = False
+        _write_record(opts.out, card, plan)
         return PushResult(plan, card, pushed=False, out=opts.out)
+    # The token is resolved only now, after every local check, and only for a real push.
+    token = hub.resolve_token()
     plan["result"] = hub.upload(art, card, plan, token)
-    if opts.out is not None:
-        _write_text(opts.out / PLAN, json.dumps(plan, indent=2) + "\n")
+    plan["sent"] = True
+    if opts.out is not None:  # only now: a failed push leaves no record that looks like a sent one
+        _write_record(opts.out, card, plan)
     return PushResult(plan, card, pushed=True, out=opts.out)
+
+
+def _write_record(out: Path, card: str, plan: dict[str, Any]) -> None:
+    from glmv_cli import hub
+
+    out.mkdir(parents=True, exist_ok=True)
+    _write_text(out / hub.CARD, card)
+    _write_text(out / PLAN, json.dumps(plan, indent=2) + "\n")
 
 
 DOC = """Upload a model artifact to the Hugging Face Hub with a generated model card.

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from glmv_cli.artifacts import ArtifactWriter, Manifest
+from glmv_cli.artifacts import ArtifactWriter, Manifest, option_paths
 from glmv_cli.errors import GlmvError, where
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -130,7 +130,8 @@ def reward(opts: RewardOptions, console: Any = None) -> Manifest:
     from glmv_cli import options as O
 
     resolved = O.flat_dict(opts)
-    art = ArtifactWriter(opts.out, "reward", options=resolved, overwrite=opts.overwrite).open()  # --out checked first
+    art = ArtifactWriter(opts.out, "reward", options=resolved, overwrite=opts.overwrite,  # --out checked first
+                         input_paths=option_paths(opts)).open()
     try:
         t0 = time.perf_counter()
         if opts.workers > 1:

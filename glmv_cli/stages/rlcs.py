@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from glmv_cli import options as O
-from glmv_cli.artifacts import Manifest
+from glmv_cli.artifacts import InputChecks, Manifest
+from glmv_cli.data.mediacheck import MediaChecks
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -72,6 +73,8 @@ class RlcsOptions:
     rollout_batch: int = opt(64, "Rows (prompts x group size) decoded together.", min=1)
     micro_batch: int = opt(16, "Rows per forward/backward in the policy update.", min=1)
     overwrite: bool = opt(False, "Replace --out if it exists.")
+    checks: InputChecks = field(default_factory=InputChecks)
+    media: MediaChecks = field(default_factory=MediaChecks)
     optim: OptimConfig = field(default_factory=_rl_optim)
     engine: EngineConfig = field(default_factory=EngineConfig)
     ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -109,7 +112,7 @@ def _fingerprint(opts: RlcsOptions, data_sha: str, model_id: str, grades_sha: st
     o = O.flat_dict(opts)
     for k in ("steps", "out", "overwrite", "eval_every", "eval_limit", "eval_samples", "eval_temperature",
               "eval_data", "model", "data", "grades", "activation_checkpointing", "vision_chunk_images",
-              *(leaf.name for leaf in O.leaves(CheckpointConfig)), *(leaf.name for leaf in O.leaves(LogConfig))):
+              "verify_inputs", "verify_images", *(leaf.name for leaf in O.leaves(CheckpointConfig)), *(leaf.name for leaf in O.leaves(LogConfig))):
         o.pop(k)
     return {"stage": STAGE, "model": model_id, "data_sha256": data_sha, "grades_sha256": grades_sha, "options": o}
 
@@ -133,7 +136,7 @@ def _load_inputs(opts: RlcsOptions) -> _Inputs:
     from glmv_cli.rl.records import load_data, load_grades, load_rl_records, resolve_data
 
     reward_cfg = load_config(opts.reward_config)
-    data = load_data(opts.data, reward_cfg, on_bad=opts.on_bad)
+    data = load_data(opts.data, reward_cfg, on_bad=opts.on_bad, checks=opts.media)
     grades, grade_manifest = None, None
     if opts.grades is not None:
         grades = load_grades(opts.grades, data)
@@ -147,7 +150,7 @@ def _load_inputs(opts: RlcsOptions) -> _Inputs:
             if ev is None:
                 raise GlmvError(f"--eval-data '{ep}' has no eval.jsonl")
             ep = ev
-        eval_recs, _ = load_rl_records(ep, reward_cfg, what="--eval-data")
+        eval_recs, _ = load_rl_records(ep, reward_cfg, what="--eval-data", checks=opts.media)
         if opts.eval_limit:
             eval_recs = eval_recs[: opts.eval_limit]
     return _Inputs(data, grades, grade_manifest, eval_recs, reward_cfg)
@@ -183,25 +186,30 @@ def rlcs(opts: RlcsOptions) -> Manifest | None:
     """Runs (or resumes) RLCS and writes the model artifact (setup -> loop -> finish); the manifest on
     rank 0, None on other ranks (under torchrun / deepspeed: rollouts, update and eval are split
     over the ranks, see ``rl.sharding``)."""
-    from glmv_cli.artifacts import check_out, read_manifest, sha256_file
+    from glmv_cli.artifacts import check_out, option_paths, read_manifest, sha256_file, verify_input
     from glmv_cli.lifecycle import StageRun
     from glmv_cli.training import dist
     from glmv_cli.training.run import export_model, load_model
 
     tcfg = opts.validate()
-    check_out(opts.out, opts.overwrite)
+    check_out(opts.out, opts.overwrite, option_paths(opts))
     inp = _load_inputs(opts)
+    full = opts.checks.verify_inputs
+    for m, what in ((inp.data.manifest, "--data"), (inp.grade_manifest, "--grades")):
+        if m is not None:
+            verify_input(m, full, what)
     mp = Path(opts.model)
     model_id = read_manifest(mp, what="--model").sha256 if (mp / "manifest.json").is_file() else str(opts.model)
     gm = inp.grade_manifest
     fp = _fingerprint(opts, sha256_file(inp.data.path), model_id, gm.sha256 if gm is not None else None)
-    model, processor, model_inputs = load_model(opts.model, seed=opts.seed)
+    model, processor, model_inputs = load_model(opts.model, seed=opts.seed, verify_inputs=full)
     options = O.flat_dict(opts)
     inputs = [m for m in (inp.data.manifest, *model_inputs, gm) if m is not None]
     run = StageRun(opts.out, STAGE, fp, resume=opts.ckpt.resume == "auto", overwrite=opts.overwrite,
-                   options=options, inputs=inputs, rank0=dist.env_rank() == 0)
+                   options=options, inputs=inputs, rank0=dist.env_rank() == 0, input_paths=option_paths(opts))
     run.check_resume()  # a resume with other options is refused before the engine is built
     engine, trainer, style = _build_trainer(opts, tcfg, inp, model, processor)
+    committed = False
     try:
         resumed = _setup(run, engine, trainer)
         _loop(opts, run, engine, trainer, inp.eval_recs, resumed)
@@ -209,8 +217,12 @@ def rlcs(opts: RlcsOptions) -> Manifest | None:
         dist.barrier()
         if not run.rank0:
             return None
-        return _finish(opts, run, engine, inp, resumed, style)
+        manifest = _finish(opts, run, engine, inp, resumed, style)
+        committed = True
+        return manifest
     finally:
+        if not committed:
+            run.release()
         engine.close()
 
 

@@ -25,7 +25,8 @@ def sft(opts: SftOptions) -> Manifest | None:
     from glmv_cli.training.run import load_model, run_training
 
     def loader():
-        model, proc, inputs = load_model(opts.model, seed=opts.training.seed)
+        model, proc, inputs = load_model(opts.model, seed=opts.training.seed,
+                                        verify_inputs=opts.checks.verify_inputs)
         return model, proc, inputs, inputs[0].sha256 if inputs else str(opts.model)
 
     def prepare(model, processor) -> None:

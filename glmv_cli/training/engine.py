@@ -42,6 +42,7 @@ import torch
 
 from glmv_cli.errors import GlmvError
 from glmv_cli.lifecycle import STATE
+from glmv_cli.oserrors import writing
 from glmv_cli.training import backend as train_backend
 from glmv_cli.training import dist, memory
 from glmv_cli.training.config import TrainConfig, lr_at
@@ -278,7 +279,8 @@ class Engine:
         dist.barrier()
         sd = self.full_state_dict()
         if self.rank == 0:
-            save_file({k: v.contiguous() for k, v in sd.items()}, str(part / MODEL_FILE))
+            with writing(part / MODEL_FILE, _nbytes(sd.values())):
+                save_file({k: v.contiguous() for k, v in sd.items()}, str(part / MODEL_FILE))
         base = self.base_optimizer
         tensors: dict[str, torch.Tensor] = {}
         for i, m in enumerate(self._masters()):
@@ -286,7 +288,8 @@ class Engine:
             for k, v in base.state.get(m, {}).items():
                 if isinstance(v, torch.Tensor):
                     tensors[f"{k}.{i}"] = v.detach().to("cpu", copy=True).reshape(v.shape).contiguous()
-        save_file(tensors, str(part / f"optim-rank-{self.rank:05d}.safetensors"))
+        with writing(part / f"optim-rank-{self.rank:05d}.safetensors", _nbytes(tensors.values())):
+            save_file(tensors, str(part / f"optim-rank-{self.rank:05d}.safetensors"))
         rng_t, rng_j = _rng_state()
         save_file(rng_t, str(part / f"rng-rank-{self.rank:05d}.safetensors"))
         (part / f"rng-rank-{self.rank:05d}.json").write_text(json.dumps(rng_j), encoding="utf-8")
@@ -338,6 +341,10 @@ class Engine:
         """Releases DeepSpeed's hooks and buffers (the process group stays; see dist.shutdown)."""
         if hasattr(self.engine, "destroy"):
             self.engine.destroy()
+
+
+def _nbytes(tensors: Any) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
 
 
 def _fsync_dir_files(d: Path, rank_tag: str, model: bool) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from glmv_cli.artifacts import Manifest, check_out, read_manifest
+from glmv_cli.artifacts import InputChecks, Manifest, check_out, option_paths, read_manifest, verify_input
 from glmv_cli.errors import GlmvError
 from glmv_cli.options import opt
 from glmv_cli.training.config import TrainConfig
@@ -35,18 +35,21 @@ class TrainOptions:
     data: Path = opt(help="Packed dataset directory (a glmv pack artifact).")
     out: Path = opt(help="Output artifact directory (model in Hugging Face format + metrics.jsonl).")
     overwrite: bool = opt(False, "Replace --out if it exists.")
+    checks: InputChecks = field(default_factory=InputChecks)
     training: TrainConfig = field(default_factory=TrainConfig)
 
 
-def load_model(spec: str, *, seed: int = 0, what: str = "--model") -> tuple[Any, Any, list[Manifest]]:
-    """(model, processor, input manifests) from a preset name, an artifact or an HF directory."""
+def load_model(spec: str, *, seed: int = 0, what: str = "--model",
+               verify_inputs: bool = False) -> tuple[Any, Any, list[Manifest]]:
+    """(model, processor, input manifests) from a preset name, an artifact or an HF directory; an
+    artifact's files are checked against its manifest first (``verify_inputs``: re-hashed)."""
     from glmv_cli.modeling import load
 
     p = Path(spec)
     inputs: list[Manifest] = []
     if p.exists():
         if (p / "manifest.json").is_file():
-            inputs.append(read_manifest(p, what=what))
+            inputs.append(verify_input(read_manifest(p, what=what), verify_inputs, what))
         elif not (p / "config.json").is_file():
             raise GlmvError(f"{what} '{p}' is neither a glmv artifact (manifest.json) nor a Hugging Face "
                             "model directory (config.json)")
@@ -130,7 +133,10 @@ def export_model(engine: Any, processor: Any, out_dir: Path) -> None:
     elif getattr(module, "is_gradient_checkpointing", False):
         module.gradient_checkpointing_disable()
     module.config.use_cache = True
-    with torch.no_grad():
+    from glmv_cli.oserrors import writing
+
+    dtype_bytes = sum(t.numel() * t.element_size() for t in sd.values())
+    with torch.no_grad(), writing(out_dir, dtype_bytes):
         save(module, processor, out_dir)
 
 
@@ -150,8 +156,9 @@ def run_training(stage: str, opts: TrainOptions, *, model_loader: Callable[[], t
     world = dist.env_world()
     O.validate(opts, world)
     cfg = opts.training
-    check_out(opts.out, opts.overwrite)
+    check_out(opts.out, opts.overwrite, option_paths(opts))
     ds = PackedDataset(opts.data)
+    verify_input(ds.manifest, opts.checks.verify_inputs, "packed dataset")
     if seq_len and ds.seq_len > seq_len:
         raise GlmvError(f"packed dataset '{opts.data}' holds packs of {ds.seq_len} tokens, more than "
                         f"--seq-len {seq_len}; repack with glmv pack --seq-len {seq_len}")
@@ -162,9 +169,10 @@ def run_training(stage: str, opts: TrainOptions, *, model_loader: Callable[[], t
     steps = total_steps(cfg, len(ds), world)
     run = StageRun(opts.out, stage, fingerprint(stage, cfg, ds.manifest, model_id),
                    resume=cfg.ckpt.resume == "auto", overwrite=opts.overwrite, options=O.flat_dict(opts),
-                   inputs=[ds.manifest, *inputs], rank0=dist.env_rank() == 0)
+                   inputs=[ds.manifest, *inputs], rank0=dist.env_rank() == 0, input_paths=option_paths(opts))
     run.check_resume()
     engine = Engine(model, cfg, total_steps=steps)
+    committed = False
     try:
         staging = run.open()
         dist.barrier()
@@ -185,8 +193,12 @@ def run_training(stage: str, opts: TrainOptions, *, model_loader: Callable[[], t
         run.metrics.update({"world_size": engine.world, "zero_stage": cfg.engine.zero_stage,
                             "parameters": engine.n_params, "trainable_parameters": engine.n_trainable,
                             "resumed_from_step": resumed, "seq_len": ds.seq_len, "packs": len(ds)})
-        return run.commit(cfg.ckpt.keep_final_checkpoint)
+        manifest = run.commit(cfg.ckpt.keep_final_checkpoint)
+        committed = True
+        return manifest
     finally:
+        if not committed:
+            run.release()
         engine.close()
 
 
