@@ -414,6 +414,7 @@ class ArtifactWriter:
         self.path = staging_path(self.out)
         self._opened = False
         self._lock: dict[str, Any] | None = None
+        self._made: list[Path] = []
 
     def check(self) -> None:
         """The checks of ``open()`` that need no write: --out usable, staging dir not held by a live run."""
@@ -422,6 +423,8 @@ class ArtifactWriter:
 
     def open(self) -> "ArtifactWriter":
         check_out(self.out, self.overwrite, [*self.input_paths, *(m.path for m in self.inputs)])
+        parent = Path(os.path.abspath(self.out.parent))
+        self._made = [p for p in (parent, *parent.parents) if not p.exists()]  # removed again by abort()
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self._lock = locks.acquire(self.path, self.out)
         if not self.resume:
@@ -457,6 +460,11 @@ class ArtifactWriter:
         if self._lock is None:
             return
         shutil.rmtree(self.path, ignore_errors=True)
+        for made in self._made:  # deepest first; stops at the first one not empty
+            try:
+                made.rmdir()
+            except OSError:
+                break
         self._lock = None
         self._opened = False
 

@@ -94,8 +94,9 @@ class StageRun:
 
     def __init__(self, out: Path, stage: str, fingerprint: dict[str, Any], *, resume: bool, overwrite: bool,
                  options: dict[str, Any], inputs: Iterable[Manifest], rank0: bool = True,
-                 input_paths: Iterable[Any] = ()):
+                 input_paths: Iterable[Any] = (), progress: Iterable[str] = ()):
         self.out = Path(out)
+        self.progress = tuple(progress)  # files whose presence means resumable work (besides checkpoints)
         self.stage = stage
         self.fingerprint = json.loads(json.dumps(fingerprint))
         self.resume = resume
@@ -139,9 +140,15 @@ class StageRun:
         return self.path
 
     def release(self) -> None:
-        """Rank 0, on an error: keeps the staging dir (for --resume auto) and gives up its lock."""
-        if self.rank0:
+        """Rank 0, on an error: keeps the staging dir for --resume auto when it holds resumable work
+        (a complete checkpoint, or a ``progress`` file) and gives up its lock; removes it when it
+        holds nothing worth resuming (an error before the first checkpoint leaves nothing behind)."""
+        if not self.rank0:
+            return
+        if complete_checkpoints(self.path) or any((self.path / p).exists() for p in self.progress):
             self.art.release()
+        else:
+            self.art.abort()
 
     def latest_checkpoint(self) -> Path | None:
         if not self.resume:

@@ -24,11 +24,13 @@ def load_recipe(path: str | Path, *, stage: str, valid: Iterable[str]) -> dict[s
     ``valid`` lists the stage's parameter names (snake case). Raises GlmvError on unknown keys,
     a stage mismatch, or YAML that is not a mapping.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise GlmvError(f"--recipe '{p}' does not exist")
+    from glmv_cli.data.jsonl import check_input_file
+
+    p = check_input_file(path, "--recipe")  # a FIFO or device would hang or fill memory
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise GlmvError(f"{p}: not UTF-8 text (a recipe is a YAML file)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

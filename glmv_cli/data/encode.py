@@ -145,9 +145,24 @@ class Encoder:
             out.append((meta, plan, grid))
         return out
 
+    def limit_tokens(self, seq_len: int) -> None:
+        """Refuse, before tokenising, a record whose text cannot fit ``seq_len`` tokens: no token
+        covers more characters than the longest vocabulary entry, so more than ``seq_len`` times
+        that many characters is overlong for sure. Tokenising a 50 MB line first would cost
+        gigabytes of tokenizer memory for a sample that is dropped anyway."""
+        longest = max((len(t) for t in self.tokenizer.get_vocab()), default=1)
+        self.seq_len, self.max_chars = seq_len, seq_len * max(longest, 1)
+
     def encode(self, rec: Record, input_index: int = 0) -> Encoded:
         from glmv_cli.data.chat import ChatFormatError, chat_arrays, pretrain_arrays
 
+        max_chars = getattr(self, "max_chars", None)
+        if max_chars is not None:
+            chars = len(rec.text or "") + sum(len(p.get("text", "")) for m in rec.messages or () for p in m["content"])
+            if chars > max_chars:
+                raise RecordError(rec.path, rec.line, "messages" if rec.kind == "chat" else "text",
+                                  f"{chars:,} characters of text cannot fit --seq-len {self.seq_len} tokens "
+                                  "(not tokenised)", "overlong")
         grids = self.grids(rec)
         counts = [tokens_for_grid(g, self.settings) for g in grids]
         vids = self.video_plans(rec) if rec.videos else []

@@ -72,9 +72,9 @@ def resolve_data(path: str | Path, *, what: str = "--data") -> tuple[Path, Any, 
             raise GlmvError(f"{what} '{p}' has no rl.jsonl (expected a glmv synth artifact or an RL JSONL file)")
         ev = p / "eval.jsonl"
         return f, m, ev if ev.is_file() else None
-    if not p.is_file():
-        raise GlmvError(f"{what} '{p}' does not exist")
-    return p, None, None
+    from glmv_cli.data.jsonl import check_input_file
+
+    return check_input_file(p, what), None, None
 
 
 def _answer(raw: dict[str, Any], p: Path, ln: int) -> str:

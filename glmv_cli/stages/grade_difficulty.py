@@ -121,9 +121,9 @@ def _data_file(data: Path) -> tuple[Path, Manifest | None]:
         if not f.is_file():
             raise GlmvError(f"--data '{data}' has no rl.jsonl (expected a glmv synth artifact or an RL JSONL file)")
         return f, m
-    if not data.is_file():
-        raise GlmvError(f"--data '{data}' does not exist")
-    return data, None
+    from glmv_cli.data.jsonl import check_input_file
+
+    return check_input_file(data, "--data"), None
 
 
 # ----------------------------------------------------------------------------- progress file
@@ -264,8 +264,10 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     from glmv_cli import options as O
     from glmv_cli.lifecycle import StageRun
 
+    for spec in opts.models:
+        _check_model_dir(spec)
     run = StageRun(Path(opts.out), STAGE, fingerprint, resume=opts.resume == "auto", overwrite=opts.overwrite,
-                   options=O.flat_dict(opts), inputs=inputs, input_paths=option_paths(opts))
+                   options=O.flat_dict(opts), inputs=inputs, input_paths=option_paths(opts), progress=(ROLLOUTS,))
     run.check_resume()
     stage_dir = run.open()
     try:
@@ -273,6 +275,24 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     except BaseException:
         run.release()
         raise
+
+
+def _check_model_dir(spec: str) -> None:
+    """A --model directory's config and weight headers, before the run opens (models load one by one later)."""
+    p = Path(spec)
+    if not p.is_dir():
+        return  # a preset or Hub id: resolved when it is loaded
+    from transformers import AutoConfig
+
+    from glmv_cli.modeling.weights import check_model_dir
+
+    if not (p / "config.json").is_file():
+        raise GlmvError(f"--model '{p}': not a model directory (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(str(p))
+    except (ValueError, OSError, KeyError) as e:
+        raise GlmvError(f"{p / 'config.json'}: cannot read the model config ({e})") from None
+    check_model_dir(p, config)
 
 
 def _check_labels_match(labels: dict[str, Any], recs: list, path: Any) -> None:

@@ -120,8 +120,13 @@ def model_style(model: str) -> str:
     from glmv_cli.data.chat import style_for_model_type
 
     cfg = Path(model) / "config.json"
+    if Path(model).is_dir() and not cfg.is_file():
+        raise GlmvError(f"--model '{model}': not a model directory (no config.json)")
     if cfg.is_file():
-        return style_for_model_type(json.loads(cfg.read_text(encoding="utf-8")).get("model_type", "glm4v"))
+        try:
+            return style_for_model_type(json.loads(cfg.read_text(encoding="utf-8")).get("model_type", "glm4v"))
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            raise GlmvError(f"{cfg}: not a JSON object (a model config)") from None
     from glmv_cli.modeling.presets import preset_config
 
     return style_for_model_type(preset_config(model).model_type)
@@ -132,18 +137,22 @@ def model_style(model: str) -> str:
 _ENCODER = None
 
 
-def _make_encoder(model: str, mode: str, style: str, train_on: str, media: MediaChecks | None = None):
+def _make_encoder(model: str, mode: str, style: str, train_on: str, media: MediaChecks | None = None,
+                  seq_len: int = 0):
     from glmv_cli.data.encode import Encoder
     from glmv_cli.modeling import load_processor
 
     proc = load_processor(model)
-    return Encoder(proc.tokenizer, proc.image_processor, mode=mode, style=style, train_on=train_on,
-                   checks=media), proc
+    enc = Encoder(proc.tokenizer, proc.image_processor, mode=mode, style=style, train_on=train_on, checks=media)
+    if seq_len:
+        enc.limit_tokens(seq_len)
+    return enc, proc
 
 
-def _init_worker(model: str, mode: str, style: str, train_on: str, media: MediaChecks | None = None) -> None:
+def _init_worker(model: str, mode: str, style: str, train_on: str, media: MediaChecks | None = None,
+                 seq_len: int = 0) -> None:
     global _ENCODER
-    _ENCODER, _ = _make_encoder(model, mode, style, train_on, media)
+    _ENCODER, _ = _make_encoder(model, mode, style, train_on, media, seq_len)
 
 
 def _work(items: list) -> list:
@@ -170,7 +179,7 @@ def encode_all(items: list, opts: PackOptions, style: str, encoder=None) -> list
     chunks = [items[i:i + CHUNK] for i in range(0, len(items), CHUNK)]
     out: list = []
     with ctx.Pool(opts.workers, initializer=_init_worker,
-                  initargs=(opts.model, opts.mode, style, opts.train_on, opts.media)) as pool:
+                  initargs=(opts.model, opts.mode, style, opts.train_on, opts.media, opts.seq_len)) as pool:
         for part in pool.imap(_work, chunks):
             out.extend(part)
     return out
@@ -261,14 +270,19 @@ def _select(opts: PackOptions, items: list, results: list) -> tuple[list, list[d
         per_input[idx]["records_in"] += 1
         if status == "bad":
             err = RecordError.from_tuple(value)
-            if opts.on_bad == "fail":
-                raise err
-            dropped[err.reason] += 1
-            continue
-        if len(value) > opts.seq_len:
+            if err.reason != "overlong":
+                if opts.on_bad == "fail":
+                    raise err
+                dropped[err.reason] += 1
+                continue
+            why = str(err)  # refused before tokenising (Encoder.limit_tokens)
+        elif len(value) > opts.seq_len:
+            why = f"{path}:{line}: the sample has {len(value)} tokens, more than --seq-len {opts.seq_len}"
+        else:
+            why = ""
+        if why:
             if opts.on_overlong == "fail":
-                raise GlmvError(f"{path}:{line}: the sample has {len(value)} tokens, more than --seq-len "
-                                f"{opts.seq_len} (pass --on-overlong drop to skip such samples)")
+                raise GlmvError(f"{why} (pass --on-overlong drop to skip such samples)")
             dropped["overlong"] += 1
             continue
         per_input[idx]["records_ok"] += 1
@@ -293,7 +307,7 @@ def _pack_into(art: ArtifactWriter, opts: PackOptions, style: str) -> None:
     from glmv_cli.data.packing import best_fit_decreasing, check_packing, pack_stats, shuffle_packs
     from glmv_cli.data.storage import INDEX, write_index
 
-    encoder, proc = _make_encoder(opts.model, opts.mode, style, opts.train_on, opts.media)
+    encoder, proc = _make_encoder(opts.model, opts.mode, style, opts.train_on, opts.media, opts.seq_len)
     t0 = time.perf_counter()
     items = _read_items(opts.files)
     results = encode_all(items, opts, style, encoder)

@@ -38,8 +38,9 @@ class RewardOptions:
     overwrite: bool = opt(False, "Replace an existing --out.")
 
     def check(self) -> None:
-        if not Path(self.input).is_file():
-            raise GlmvError(f"--input '{self.input}' does not exist or is not a file")
+        from glmv_cli.data.jsonl import check_input_file
+
+        check_input_file(self.input, "--input")  # a FIFO or a device would hang or fill memory
 
     def validate(self) -> "RewardOptions":
         from glmv_cli import options
