@@ -424,3 +424,116 @@ def test_help_documents_the_flags():
     for flag in ("--repo", "--private", "--revision", "--commit-message", "--dry-run", "--out", "--eval",
                  "--include-checkpoints", "--license", "--base-model", "--tag", "--endpoint", "HF_TOKEN"):
         assert flag in r.output, flag
+
+
+# ----------------------------------------------------------------------------- what push never sends
+
+
+def test_a_symlinked_file_is_refused_before_any_request(model, server, tmp_path):
+    """A listed file swapped for a symlink to a file outside the artifact with the very same bytes
+    (so its hash matches) is still refused: push never follows a link out of the artifact."""
+    secret = tmp_path / "secret.json"
+    secret.write_bytes((model / "tokenizer.json").read_bytes())
+    (model / "tokenizer.json").unlink()
+    (model / "tokenizer.json").symlink_to(secret)
+    r = runner.invoke(app, ["push", str(model), "--repo", "me/x", "--endpoint", server.url, "--out", str(tmp_path / "rec")])
+    assert r.exit_code == 2
+    assert r.output.strip().startswith(f"error: {model.resolve() / 'tokenizer.json'}: is a symbolic link; push uploads "
+                                       "only regular files inside the artifact")
+    assert server.log == [] and not (tmp_path / "rec").exists()
+
+
+def _with_kept_checkpoint(tmp_path: Path) -> Path:
+    """A model artifact as training writes it with --keep-final-checkpoint: checkpoints/ outside
+    ``files``, listed with sizes and hashes in ``checkpoint_files``."""
+    art = ArtifactWriter(tmp_path / "kept", "sft", exclude=("checkpoints",)).open()
+    _write_model_files(art.path)
+    save_file({"m": np.ones(3, dtype=np.float32)}, str(art.path / "checkpoints" / "step-00000002" / "model.safetensors"))
+    art.extra["checkpoint_files"] = art._file_table(art.path / "checkpoints")
+    art.commit()
+    return tmp_path / "kept"
+
+
+def test_include_checkpoints_sends_exactly_the_listed_checkpoint_files(server, tmp_path):
+    d = _with_kept_checkpoint(tmp_path)
+    step = d / "checkpoints" / "step-00000002"
+    (step / "scratch.bin").write_bytes(b"not listed")
+    (tmp_path / "key").write_text("PRIVATE")
+    (step / "key-link").symlink_to(tmp_path / "key")
+    res = push(PushOptions(model=d, repo="me/k", endpoint=server.url, include_checkpoints=True))
+    assert res.pushed
+    ops = server.log[-1]["body"][1:]
+    sent = sorted(op["value"]["path"] for op in ops)
+    assert [p for p in sent if p.startswith("checkpoints/")] == ["checkpoints/step-00000002/model.safetensors",
+                                                                  "checkpoints/step-00000002/state.json"]
+    assert all(base64.b64decode(op["value"]["content"]) != b"PRIVATE" for op in ops)
+    assert sorted(res.plan["not_in_manifest"]) == ["checkpoints/step-00000002/key-link",
+                                                   "checkpoints/step-00000002/scratch.bin"]
+    assert all(f["verified"] for f in res.plan["files"])
+    server.log.clear()
+    (step / "state.json").write_text('{"step": 3}')  # same size, other content
+    with pytest.raises(GlmvError, match=r"is damaged, nothing was uploaded:\n  .*state.json: sha256 differs"):
+        push(PushOptions(model=d, repo="me/k", endpoint=server.url, include_checkpoints=True))
+    assert server.log == []
+
+
+def _non_loopback_ipv4() -> str | None:
+    """This machine's address on its default route (a UDP connect sends no packet), if any."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: only the route is looked up
+            ip = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ip.startswith("127.") or ip == "0.0.0.0" else ip
+
+
+def test_plain_http_to_a_non_loopback_host_gets_no_token_unless_allowed(model, monkeypatch, tmp_path):
+    """A local server on all interfaces (127.0.0.1 included), reached by the machine's own non-loopback
+    address: refused before any request; --allow-http sends."""
+    import huggingface_hub.constants as c
+
+    ip = _non_loopback_ipv4()
+    if ip is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to reach a local server by")
+    srv = ThreadingHTTPServer(("0.0.0.0", 0), _Hub)
+    srv.log = []
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(c, "HF_TOKEN_PATH", str(tmp_path / "no-stored-token"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    url = f"http://{ip}:{srv.server_address[1]}"
+    try:
+        r = runner.invoke(app, ["push", str(model), "--repo", "me/x", "--endpoint", url])
+        assert r.exit_code == 2 and srv.log == []
+        assert f"error: --endpoint '{url}' is plain http to a non-local host: the Hub token would travel " \
+               "unencrypted" in r.output
+        r = runner.invoke(app, ["push", str(model), "--repo", "me/x", "--endpoint", url, "--allow-http"])
+        assert r.exit_code == 0, r.output
+        assert srv.log and all(e["auth"] == f"Bearer {TOKEN}" for e in srv.log)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_failed_push_writes_no_record(model, server, tmp_path):
+    rec = tmp_path / "rec"
+    r = runner.invoke(app, ["push", str(model), "--repo", "me/x", "--endpoint", server.url + "/nothere",
+                            "--out", str(rec)])
+    assert r.exit_code == 2 and "failed:" in r.output
+    assert not rec.exists()  # no README.md / upload_plan.json that would read as a record of an upload
+    r = runner.invoke(app, ["push", str(model), "--repo", "me/x", "--endpoint", server.url, "--out", str(rec)])
+    assert r.exit_code == 0
+    assert json.loads((rec / "upload_plan.json").read_text())["sent"] is True
+
+
+def test_endpoint_rules():
+    assert hub.check_endpoint("https://huggingface.co", False) == "https://huggingface.co"
+    for ok in ("http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9", "http://127.5.0.1"):
+        assert hub.check_endpoint(ok, False) == ok
+    for bad in ("http://hub.internal", "http://10.0.0.5", "http://127.0.0.1.example.com"):
+        with pytest.raises(GlmvError, match="plain http to a non-local host"):
+            hub.check_endpoint(bad, False)
+        assert hub.check_endpoint(bad, True) == bad
