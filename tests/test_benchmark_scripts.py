@@ -59,3 +59,11 @@ def test_rlcs_ablation_runs_both_arms_within_the_budget(tmp_path):
     md = (out / "ablation.md").read_text()
     assert "RLCS end - uniform end, paired over the same held-out prompts" in md
     assert "| prompts rolled (budget) |" in md
+
+
+def test_image_verify_bench_packs_with_and_without_decoding():
+    res = _load("image_verify_bench").main(["--records", "20", "--repeats", "1", "--image-size", "64"])
+    assert res["records"] == 20 and res["images"] == res["images_verified"] == 20
+    for mode in ("off", "on"):
+        assert res[mode]["cpu_s_best"] > 0 and res[mode]["wall_s_best"] > 0
+    assert "decode_cpu_us_per_image" in res and "cpu_overhead" in res
