@@ -492,14 +492,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "--out", str(out / "heldout-greedy"), *greedy_args)
     shuf_file = out / "eval_shuffled_images.jsonl"
     kept = write_shuffled(synth / "eval.jsonl", shuf_file)
+    # the shuffled files point at the synth artifact's images by absolute path: outside their own directory
     shuffled = g("heldout-shuffled", "grade-difficulty", "--model", str(sft), "--data", str(shuf_file),
-                 "--out", str(out / "heldout-shuffled"), *greedy_args)
+                 "--out", str(out / "heldout-shuffled"), "--allow-external-paths", *greedy_args)
     rl_shuf_file = out / "rl_shuffled_images.jsonl"
     write_shuffled(synth / "rl.jsonl", rl_shuf_file)
     grades_shuf = None
     if not args.no_shuffled_grades:
         grades_shuf = g("grades-shuffled", "grade-difficulty", "--model", str(sft), "--data", str(rl_shuf_file),
-                        "--out", str(out / "grades-shuffled"), *_sampled_args(args))
+                        "--out", str(out / "grades-shuffled"), "--allow-external-paths", *_sampled_args(args))
     wall = time.perf_counter() - t_all
 
     # ---- figures
@@ -572,7 +573,7 @@ def run_existing(args: argparse.Namespace) -> dict[str, Any]:
     shuf = out / "rl_shuffled_images.jsonl"
     write_shuffled(rl_file, shuf)
     grades_shuf = g("grades-shuffled", "grade-difficulty", "--data", str(shuf), "--out", str(out / "grades-shuffled"),
-                    *budgets)
+                    "--allow-external-paths", *budgets)
     res: dict[str, Any] = {"model": str(args.model), "synth": str(args.synth), "answer_prior": answer_prior(rl)}
     for name, art in (("true images", grades), ("shuffled images (control)", grades_shuf)):
         summary = summarise_grades(_read_jsonl(art / "results.jsonl"), levels, n_boot=args.bootstrap,

@@ -416,10 +416,12 @@ class ArtifactWriter:
         self._lock: dict[str, Any] | None = None
         self._made: list[Path] = []
 
-    def check(self) -> None:
-        """The checks of ``open()`` that need no write: --out usable, staging dir not held by a live run."""
+    def check(self, lock: bool = True) -> None:
+        """The checks of ``open()`` that need no write: --out usable and (``lock``) the staging dir
+        not held by a live run."""
         check_out(self.out, self.overwrite, [*self.input_paths, *(m.path for m in self.inputs)])
-        locks.check_free(self.path, self.out)
+        if lock:
+            locks.check_free(self.path, self.out)
 
     def open(self) -> "ArtifactWriter":
         check_out(self.out, self.overwrite, [*self.input_paths, *(m.path for m in self.inputs)])

@@ -112,7 +112,7 @@ class StageRun:
         """Refuses an --out of another run before anything heavy is built (all ranks may call): a
         path :func:`~glmv_cli.artifacts.check_out` refuses, a staging dir a live run holds, or one
         whose run.json differs (with --resume auto)."""
-        self.art.check()
+        self.art.check(lock=self.rank0)  # other ranks may get here after rank 0 took the lock
         if not self.resume:
             return
         f = self.path / RUN_FILE

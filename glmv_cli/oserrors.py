@@ -25,8 +25,12 @@ from typing import Iterator
 from glmv_cli.errors import GlmvError
 
 SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
-# a margin for file-system metadata and the files written beside the big one
-_SLACK = 1 << 20
+
+
+def margin(needed: int) -> int:
+    """Room kept beside a write of ``needed`` bytes: file-system metadata and the small files
+    written next to it (a checkpoint's RNG and state JSON, the manifest)."""
+    return (64 << 10) + needed // 100
 _RUST_CODE = re.compile(r"code: (\d+)")
 
 
@@ -50,9 +54,11 @@ def free_bytes(path: str | os.PathLike) -> int | None:
     return None
 
 
-def space_message(path: str | os.PathLike, needed: int | None) -> str:
+def space_message(path: str | os.PathLike, needed: int | None, spare: int = 0) -> str:
     free = free_bytes(path)
     need = f"needed {human(needed)}" if needed else "needed more space"
+    if needed and spare:
+        need += f" and a {human(spare)} margin"
     have = f", {human(free)} free" if free is not None else ""
     return f"no space left on the device writing '{path}' ({need}{have}); free some space and run again"
 
@@ -86,8 +92,8 @@ def os_error_from(e: BaseException, path: str | os.PathLike) -> OSError | None:
 def check_space(path: str | os.PathLike, needed: int) -> None:
     """An error naming the path when ``needed`` bytes clearly do not fit."""
     free = free_bytes(path)
-    if free is not None and needed + _SLACK > free:
-        raise GlmvError(space_message(path, needed))
+    if free is not None and needed + margin(needed) > free:
+        raise GlmvError(space_message(path, needed, margin(needed)))
 
 
 @contextmanager

@@ -92,7 +92,7 @@ def image_grids(rec: Record, settings: ImageSettings = ImageSettings(),
             check_pixels(w, h, checks.max_image_pixels)
             if checks.decode:
                 with open(path, "rb") as f:
-                    decode_image(f.read(), checks.max_image_pixels)
+                    decode_image(f.read(), checks.max_image_pixels, rgb=False)
         except FileNotFoundError:
             raise RecordError(rec.path, rec.line, f"images[{k}]", f"image file '{path}' does not exist",
                               "missing_image") from None

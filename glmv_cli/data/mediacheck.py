@@ -61,11 +61,12 @@ def check_pixels(width: int, height: int, limit: int) -> None:
         raise ImageTooLarge(width, height, limit)
 
 
-def decode_image(data: bytes, max_pixels: int = PIL_BOMB_PIXELS) -> Any:
+def decode_image(data: bytes, max_pixels: int = PIL_BOMB_PIXELS, rgb: bool = True) -> Any:
     """The decoded RGB ``PIL.Image`` of encoded bytes; ``ValueError`` saying why when it cannot be.
 
     Pixels are counted from the header first (:class:`ImageTooLarge`); PIL's own bomb check is
-    lifted only when ``max_pixels`` is above it (under a lock: it is a module global)."""
+    lifted only when ``max_pixels`` is above it (under a lock: it is a module global). ``rgb=False``
+    (verification) skips the final copy of an image that is RGB already."""
     from PIL import Image
 
     try:
@@ -84,7 +85,9 @@ def decode_image(data: bytes, max_pixels: int = PIL_BOMB_PIXELS) -> Any:
         with im:
             check_pixels(im.width, im.height, max_pixels)
             im.load()
-            return im.convert("RGB") if im.mode != "RGB" else im.copy()
+            if im.mode != "RGB":
+                return im.convert("RGB")  # also when verifying: the reader converts, so must this
+            return im.copy() if rgb else None
     except ImageTooLarge:
         raise
     except Image.UnidentifiedImageError:
