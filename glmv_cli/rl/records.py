@@ -4,7 +4,10 @@ RL records are chat records (``glmv_cli.data.schema``) that also carry the refer
 and the ``domain`` whose verifier scores a response. Both are checked up front, before any model
 is built, because a missing reference or a domain without a verifier would otherwise only show
 as a zero reward hours into a run: every record gets a message naming file, line and field, and
-an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``).
+an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``;
+any domain with a top-level ``reward_fn``). Each reference is validated by its domain's verifier
+(``glmv_cli.rewards.check_reference``): one no verifier can read (``"one"`` for counting) is an
+error naming the record, an unambiguous spelling is normalised (``"1.0"`` -> ``"1"``).
 
 ``--data`` is a JSONL file or a ``glmv synth`` artifact (its ``rl.jsonl``); with a synth artifact
 and no ``--eval-data``, its ``eval.jsonl`` is the held-out set.
@@ -81,6 +84,7 @@ def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail
     """Reads and validates RL records (used by rlcs and grade-difficulty); ``on_bad='skip'`` counts
     bad ones by reason instead; ``limit`` keeps the first N usable records."""
     from glmv_cli.data.schema import RecordError, parse_record
+    from glmv_cli.rewards.validation import check_reference
 
     p = Path(path)
     out: list[RLRecord] = []
@@ -106,9 +110,14 @@ def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail
                 if not isinstance(dom, str) or not dom:
                     raise RecordError(p, ln, "domain", "missing (a non-empty string naming the verifier's "
                                       f"domain; known: {', '.join(known)})", "bad_field")
-                if dom not in known:
+                if not reward_config.accepts(dom):
                     raise RecordError(p, ln, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}",
                                       "bad_field")
+                extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
+                try:
+                    ans = check_reference(ans, dom, reward_config, extra)
+                except GlmvError as e:
+                    raise RecordError(p, ln, "answer", str(e), "bad_field") from None
                 if rec.id in seen:
                     raise RecordError(p, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
             except RecordError as e:
@@ -117,7 +126,6 @@ def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail
                 bad[e.reason] = bad.get(e.reason, 0) + 1
                 continue
             seen.add(rec.id)
-            extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
             out.append(RLRecord(rec.id, dom, ans, rec, extra, raw.get("difficulty")))
             if limit is not None and len(out) >= limit:
                 break
