@@ -47,7 +47,7 @@ from fractions import Fraction
 from typing import Any, Callable
 
 from glmv_cli.rewards.exact import SetForm, Value, evaluate, parse_interval, parse_set, sets_equal, values_equal
-from glmv_cli.rewards.policy import hedges
+from glmv_cli.rewards.policy import canonical_relations, hedges
 
 _MINUS = str.maketrans({"\u2212": "-", "\uff0d": "-", "\ufe63": "-", "\u2013": "-"})
 _SPACES = re.compile(r"\\[,!;: ]|\\quad|\\qquad|\s+")
@@ -78,8 +78,9 @@ for _name in ("math_verify.parser", "math_verify.grader"):
 
 
 def normalize(s: str) -> str:
-    """Canonical spelling for comparisons: unicode minus, no spaces, one \\frac spelling."""
-    s = s.translate(_MINUS).strip().strip("$").strip()
+    """Canonical spelling for comparisons: unicode minus, no spaces, one \\frac spelling, ``<=``/``>=``
+    for every spelling of ≤/≥, no ``\\left``/``\\right``, ``\\pi`` for π."""
+    s = canonical_relations(s.translate(_MINUS).strip().strip("$").strip())  # before spaces go: "\\geq x"
     s = _SPACES.sub("", s)
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\%", "%")
     s = _LEFT_RIGHT.sub("", s).replace("π", "\\pi")

@@ -111,6 +111,11 @@ class RewardPool:
         self._config = self.cfg.to_dict()
         self.restarts = 0  # workers replaced after a hard timeout or an exit
 
+    @property
+    def started(self) -> int:
+        """Worker processes running now."""
+        return sum(1 for w in self._procs if w.proc.poll() is None)
+
     def _default_hard_timeout(self) -> float:
         limits = [float(s.get("timeout_s", 1.0)) for s in self.cfg.domains.values()]
         return max(limits + [self.cfg.reward_fn_timeout_s]) + 10.0
