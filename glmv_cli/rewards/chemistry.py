@@ -44,6 +44,7 @@ _STATE = re.compile(r"\((aq|s|l|g)\)$")
 _COEF = re.compile(r"^(\d+/\d+|\d+(?:\.\d+)?|\.\d+)")
 _FORMULA = re.compile(r"(?:[A-Z][a-z]?\d*|[(\[][A-Za-z0-9()\[\]]+[)\]]\d*)+")
 _PART = re.compile(r"[A-Z][a-z]?|[()\[\]]|\d+")
+_UPPER = re.compile(r"[A-Z]")
 _SPECIES_START = re.compile(r"\s*(?:\d|\.\d|[A-Z(\[]|e(?![a-z]))")
 
 
@@ -150,7 +151,7 @@ def parse_term(t: str) -> Term | None:
 
 def parse_chem(text: str) -> Chem | None:
     """The answer as one formula/side or an equation, or None when it is not chemistry."""
-    if not text or len(text) > 2000:
+    if not text or len(text) > 2000 or not _UPPER.search(text):  # every formula has an element symbol
         return None
     s = flatten(text)
     arrows = list(_ARROW.finditer(s))

@@ -49,6 +49,7 @@ DEFAULTS = {"scroll": {"step": "5"}}
 _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\s*\((.*)\)$", re.DOTALL)
 _COORDS = re.compile(r"^[\[(\s]*-?\d+(?:\.\d+)?(?:\s*,\s*-?\d+(?:\.\d+)?)*[\])\s]*$")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+_PREFIX = re.compile(r"^action\s*[:：]\s*", re.IGNORECASE)
 _MARKERS = re.compile(r"<\|box_start\|>|<\|box_end\|>|<\|begin_of_box\|>|<\|end_of_box\|>")
 
 
@@ -205,7 +206,7 @@ def parse_call(text: str) -> Action:
 def parse_action(text: str) -> Action:
     """A JSON action object or one call of GLM's grammar; raises ActionError."""
     s = text.strip()
-    s = re.sub(r"^action\s*[:：]\s*", "", s, flags=re.IGNORECASE)
+    s = _PREFIX.sub("", s)
     if s.startswith("{"):
         try:
             obj = json.loads(s)

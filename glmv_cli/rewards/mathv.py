@@ -43,6 +43,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
 from typing import Any, Callable
 
@@ -55,6 +56,7 @@ _NUM = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(%?)$")
 _THOUSANDS = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+(?:\.\d+)?)$")
 _FRAC = re.compile(r"^([+-]?)(\d+)/(\d+)$")
 _LFRAC = re.compile(r"^([+-]?)\\frac(?:\{([+-]?\d+)\}\{(\d+)\}|(\d)(\d))$")
+_PLAIN = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
 BIG = 1e12
 GAP = 1e-5
@@ -80,10 +82,11 @@ for _name in ("math_verify.parser", "math_verify.grader"):
 def normalize(s: str) -> str:
     """Canonical spelling for comparisons: unicode minus, no spaces, one \\frac spelling, ``<=``/``>=``
     for every spelling of ≤/≥, no ``\\left``/``\\right``, ``\\pi`` for π."""
-    s = canonical_relations(s.translate(_MINUS).strip().strip("$").strip())  # before spaces go: "\\geq x"
-    s = _SPACES.sub("", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\%", "%")
-    s = _LEFT_RIGHT.sub("", s).replace("π", "\\pi")
+    s = s.translate(_MINUS).strip().strip("$").strip()
+    if not _PLAIN.match(s):  # the common plain number needs none of this
+        s = _SPACES.sub("", canonical_relations(s))  # relations first: "\\geq x" must not become "\\geqx"
+        s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\%", "%")
+        s = _LEFT_RIGHT.sub("", s).replace("π", "\\pi")
     return s.rstrip(".") if re.fullmatch(r"[+-]?\d+\.", s) else s
 
 
@@ -148,16 +151,23 @@ def _number_value(n: tuple[Fraction, bool, bool], text: str) -> Value | None:
 @dataclass
 class MathRef:
     """A reference answer read once: what the fast path, the relation layer and math-verify need.
-    ``parsed`` is math-verify's parse, filled by the first symbolic comparison (under its timeout)."""
+    ``parsed`` is math-verify's parse, filled by the first symbolic comparison (under its timeout);
+    the set form and hedge markers are read on first use (a plain number never needs them)."""
 
     text: str
     norm: str
     number: tuple[Fraction, bool, bool] | None
     value: Value | None
-    setform: SetForm | None
-    hedges: frozenset[str]
     refused: str | None = None
     parsed: list | None = field(default=None, repr=False)
+
+    @cached_property
+    def setform(self) -> SetForm | None:
+        return None if self.number is not None else parse_set(self.norm)
+
+    @cached_property
+    def hedges(self) -> frozenset[str]:
+        return frozenset(hedges(self.text))
 
     @classmethod
     def of(cls, gold: str, max_chars: int = 512) -> "MathRef":
@@ -165,12 +175,12 @@ class MathRef:
         norm = normalize(text)
         number = parse_number(norm)
         value = _number_value(number, norm) if number is not None else evaluate(norm)
-        refused = too_expensive(text)
-        if refused is not None:
-            refused = f"refused to evaluate ({refused})"
-        elif len(text) > max_chars:
+        refused = None
+        if len(text) > max_chars:
             refused = f"answer longer than {max_chars} characters: not parsed"
-        return cls(text, norm, number, value, parse_set(norm), frozenset(hedges(text)), refused)
+        elif number is None and too_expensive(text) is not None:
+            refused = f"refused to evaluate ({too_expensive(text)})"
+        return cls(text, norm, number, value, refused)
 
 
 def _fast(ref: MathRef, p: str) -> bool | None:
@@ -328,11 +338,11 @@ _MISS = object()
 
 
 def compare_math(ref: MathRef, pred: str, timeout_s: float = 1.0, max_chars: int = 512,
-                 fast: bool = True, cache: bool = True) -> tuple[bool, bool]:
+                 fast: bool = True, cache: bool = True, norm_pred: str | None = None) -> tuple[bool, bool]:
     """``(equal, decided_by_fast_path)`` of a prepared reference and a prediction. May raise
     VerifierTimeout or ValueError (refused). With ``cache`` verdicts are memoised per (reference,
     prediction): the rollouts of one GRPO group often repeat an answer. Timeouts and refusals are
-    exceptions and never cached."""
+    exceptions and never cached. ``norm_pred`` is ``normalize(pred)`` when the caller has it."""
     key = (ref.text, pred, timeout_s, max_chars, fast)
     if cache:
         hit = _VERDICTS.get(key, _MISS)
@@ -340,7 +350,7 @@ def compare_math(ref: MathRef, pred: str, timeout_s: float = 1.0, max_chars: int
             return hit
     out = None
     if fast:
-        v = _fast(ref, normalize(pred))
+        v = _fast(ref, normalize(pred) if norm_pred is None else norm_pred)
         if v is not None:
             out = (v, True)
     if out is None:

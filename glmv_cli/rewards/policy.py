@@ -25,8 +25,6 @@ import re
 _WORDS = ("between", "or", "and", "to", "about", "approx", "approximately", "around", "roughly", "nearly",
           "almost", "maybe", "perhaps", "either", "least", "most", "range", "from", "probably", "possibly",
           "likely", "unknown", "cannot")
-_WORD_RE = re.compile(r"(?<![\\A-Za-z])(" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")(?![A-Za-z])",
-                      re.IGNORECASE)
 # LaTeX command (without the backslash) -> marker; matched only as a whole command name
 _COMMANDS = {
     "approx": "approx", "approxeq": "approx", "sim": "approx", "simeq": "approx",
@@ -37,33 +35,46 @@ _COMMANDS = {
     "ne": "ne", "neq": "ne",
     "ldots": "ellipsis", "cdots": "ellipsis", "dots": "ellipsis", "dotsc": "ellipsis",
 }
-_CMD_RE = re.compile(r"\\([A-Za-z]+)")
-# symbols; two-character spellings first so that "<=" is one marker, not "<" then "="
-_SYMBOLS = re.compile(r"<=|>=|=<|=>|!=|\.\.\.|[≈≃±∓≤≥⩽⩾<>≠…]")
 _SYMBOL_MARK = {"<=": "le", ">=": "le", "=<": "le", "=>": "le", "!=": "ne", "...": "ellipsis", "≈": "approx",
                 "≃": "approx", "±": "pm", "∓": "pm", "≤": "le", "≥": "le", "⩽": "le", "⩾": "le", "<": "lt",
                 ">": "lt", "≠": "ne", "…": "ellipsis"}
-# "~5" is "about 5"; "5~\text{cm}" is LaTeX's non-breaking space
-_TILDE = re.compile(r"(?<![\w)}\]])~\s*[\d.+\-]")
 
-_LE = re.compile(r"\\(?:leqslant|leqq|leq|le)(?![A-Za-z])|<=|=<|≤|⩽")
-_GE = re.compile(r"\\(?:geqslant|geqq|geq|ge)(?![A-Za-z])|>=|=>|≥|⩾")
-_LT = re.compile(r"\\lt(?![A-Za-z])")
-_GT = re.compile(r"\\gt(?![A-Za-z])")
+
+def _alternation(words) -> str:
+    return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+
+
+# one scan finds every marker: a word no letter or backslash touches, a whole LaTeX command, a
+# symbol (two-character spellings first, so "<=" is one marker), or "~" before a number ("~5" is
+# "about 5"; "5~\text{cm}" is LaTeX's non-breaking space)
+_MARKERS = re.compile(
+    r"(?<![\\A-Za-z])(?P<word>" + _alternation(_WORDS) + r")(?![A-Za-z])"
+    r"|\\(?P<cmd>" + _alternation(_COMMANDS) + r")(?![A-Za-z])"
+    r"|(?P<sym>" + _alternation(_SYMBOL_MARK) + r")"
+    r"|(?P<tilde>(?<![\w)}\]])~(?=\s*[\d.+\-]))",
+    re.IGNORECASE)
+
+_RELATIONS = re.compile(r"\\(?P<cmd>leqslant|leqq|leq|le|geqslant|geqq|geq|ge|lt|gt)(?![A-Za-z])|(?P<sym><=|=<|>=|=>|[≤⩽≥⩾])")
+_CANONICAL = {"leqslant": "<=", "leqq": "<=", "leq": "<=", "le": "<=", "geqslant": ">=", "geqq": ">=", "geq": ">=",
+              "ge": ">=", "lt": "<", "gt": ">", "<=": "<=", "=<": "<=", ">=": ">=", "=>": ">=", "≤": "<=", "⩽": "<=",
+              "≥": ">=", "⩾": ">="}
 
 
 def hedges(text: str) -> set[str]:
     """The hedge markers in ``text``: lower-cased words ("between", "or", …) and the marker names
     ``approx``, ``pm``, ``le``, ``lt``, ``ne``, ``ellipsis`` for symbols and LaTeX commands."""
-    out = {m.group(1).lower() for m in _WORD_RE.finditer(text)}
-    for m in _CMD_RE.finditer(text):
-        mark = _COMMANDS.get(m.group(1))
-        if mark is not None:
-            out.add(mark)
-    for m in _SYMBOLS.finditer(text):
-        out.add(_SYMBOL_MARK[m.group(0)])
-    if _TILDE.search(text):
-        out.add("approx")
+    out: set[str] = set()
+    for m in _MARKERS.finditer(text):
+        kind = m.lastgroup
+        if kind == "word":
+            out.add(m.group("word").lower())
+        elif kind == "cmd":
+            if m.group("cmd") in _COMMANDS:  # IGNORECASE matched \Approx too; LaTeX commands are not
+                out.add(_COMMANDS[m.group("cmd")])
+        elif kind == "sym":
+            out.add(_SYMBOL_MARK[m.group("sym")])
+        else:
+            out.add("approx")
     return out
 
 
@@ -76,10 +87,7 @@ def is_hedged(pred: str, gold: str | set[str] | frozenset[str]) -> bool:
 
 def canonical_relations(s: str) -> str:
     """Every spelling of ≤, ≥, <, > rewritten as ``<=``, ``>=``, ``<``, ``>``."""
-    s = _LE.sub("<=", s)
-    s = _GE.sub(">=", s)
-    s = _LT.sub("<", s)
-    return _GT.sub(">", s)
+    return _RELATIONS.sub(lambda m: _CANONICAL[m.group("cmd") or m.group("sym")], s)
 
 
 _TRAILING_OP = re.compile(r"(?<![\^_])(?:[+\-*/=,]|\\cdot|\\times|\\div|\\pm|\\mp)$|\^$")

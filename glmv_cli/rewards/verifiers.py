@@ -47,7 +47,7 @@ from glmv_cli.rewards.chemistry import Chem, chem_equal, looks_chemical, parse_c
 from glmv_cli.rewards.exact import parse_set, sets_equal
 from glmv_cli.rewards.extract import strip_math_delimiters
 from glmv_cli.rewards.gui import ActionError, parse_action, score_actions
-from glmv_cli.rewards.mathv import MathRef, compare_math, normalize
+from glmv_cli.rewards.mathv import MathRef, compare_math, normalize, parse_number
 from glmv_cli.rewards.policy import hedges, is_hedged, malformed
 from glmv_cli.rewards.similarity import Box, edit_similarity, iou, levenshtein
 
@@ -99,20 +99,25 @@ def check_math(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | N
     v = ref.value
     if isinstance(v, Chem):
         return _check_chem(pred, v)
-    if looks_chemical(pred, strict=True) or malformed(pred):
-        return 0.0
-    as_sets = False
-    if v.setform is not None:  # intervals and inequalities by meaning
-        ps = parse_set(normalize(pred))
-        if ps is not None:
-            same = sets_equal(v.setform, ps)
-            if same is not None:
-                return float(same)
-            as_sets = True  # too close to call: math-verify decides, relation markers are no hedge
-    if not as_sets and is_hedged(pred, v.hedges):
-        return 0.0
+    np = normalize(pred)
+    if parse_number(np) is None:  # a plain number is complete, unhedged and no chemistry
+        if looks_chemical(pred, strict=True) or malformed(pred):
+            return 0.0
+        if v.setform is not None:  # intervals and inequalities by meaning
+            ps = parse_set(np)
+            if ps is not None:
+                same = sets_equal(v.setform, ps)
+                if same is not None:
+                    return float(same)
+                return _compare(v, pred, np, o)  # too close to call: relation markers are no hedge here
+        if is_hedged(pred, v.hedges):
+            return 0.0
+    return _compare(v, pred, np, o)
+
+
+def _compare(v: MathRef, pred: str, np: str, o: dict) -> float:
     ok, _ = compare_math(v, pred, timeout_s=float(o.get("timeout_s", 1.0)), max_chars=int(o.get("max_chars", 512)),
-                         fast=bool(o.get("fast_path", True)), cache=bool(o.get("cache", True)))
+                         fast=bool(o.get("fast_path", True)), cache=bool(o.get("cache", True)), norm_pred=np)
     return 1.0 if ok else 0.0
 
 
@@ -271,6 +276,8 @@ _CHART_LATEX = [(re.compile(r"\\(?:text|mathrm)\s*\{([^{}]*)\}"), r"\1"), (re.co
 
 
 def _chart_clean(s: str) -> str:
+    if "\\" not in s:
+        return s.strip()
     for pat, rep in _CHART_LATEX:
         s = pat.sub(rep, s)
     return s.strip()

@@ -17,7 +17,9 @@ def _config(judge_url: str) -> dict:
     return {"domains": {"open": {"verifier": "judge", "retries": 0, "timeout_s": 5,
                                  "endpoints": [{"url": judge_url, "model": "m"}]},
                         "mine": {"verifier": "reward_fn", "function": f"{M}:chatty"},
-                        "geo3k": {"verifier": "math", "answer_format": "boxed"}}}
+                        "geo3k": {"verifier": "math", "answer_format": "boxed"},
+                        # generous: the first symbolic check of a cold process pays sympy's import
+                        "math": {"verifier": "math", "timeout_s": 30.0}}}
 
 
 ITEMS = [
