@@ -16,7 +16,8 @@ An item is ``(prompt, response, reference, domain, extra)`` (``extra`` may be le
 * math-verify keeps its per-call timeout inside the worker. A worker that sends nothing for
   ``hard_timeout_s`` (sympy stuck in C code, which no thread timeout can stop, or a user's reward
   function that ignores its timeout) is killed and replaced; the item it was on scores 0 with
-  ``error = "timeout (worker stopped)"`` and the rest of its chunk is re-sent.
+  ``error = "timeout (worker stopped)"`` (``"worker exited with code N"`` when it crashed) and the
+  rest of its chunk is re-sent.
 
 ``workers <= 1`` scores the verifier items in this process. Keep a :class:`RewardPool` open across
 calls (an RL trainer scores every step) so workers start once: a worker needs ~1-2 s to import
@@ -197,10 +198,14 @@ class RewardPool:
     def _run_chunk(self, slot: int, chunk: list[int], items: Sequence[Item], out: list) -> None:
         while chunk:
             w = self._procs[slot]
-            for i in chunk:
-                w.send({"i": i, "item": list(_five(items[i]))})
+            try:
+                for i in chunk:
+                    w.send({"i": i, "item": list(_five(items[i]))})
+            except (OSError, ValueError):  # the worker had exited: a fresh one gets the chunk
+                self._replace(slot)
+                continue
             done = 0
-            for i in chunk:
+            for _ in chunk:
                 msg = w.receive(self.hard_timeout_s)
                 if msg is None:
                     break
@@ -208,13 +213,21 @@ class RewardPool:
                 done += 1
             if done == len(chunk):
                 return
-            stuck = chunk[done]  # killed, not waited for: it may be stuck in C code
-            w.stop(kill=True)
-            self.restarts += 1
-            self._procs[slot] = self._start()
+            stuck = chunk[done]
+            try:  # EOF comes a moment before the exit status: give a crashed worker time to be reaped
+                code = w.proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                code = None
+            why = "timeout (worker stopped)" if code is None else f"worker exited with code {code}"
+            self._replace(slot)  # killed, not waited for: it may be stuck in C code
             d = self.cfg.resolve(items[stuck][3])
-            out[stuck] = RewardResult(0.0, d, self.cfg.verifier_name(items[stuck][3]), error="timeout (worker stopped)")
+            out[stuck] = RewardResult(0.0, d, self.cfg.verifier_name(items[stuck][3]), error=why)
             chunk = chunk[done + 1:]
+
+    def _replace(self, slot: int) -> None:
+        self._procs[slot].stop(kill=True)
+        self.restarts += 1
+        self._procs[slot] = self._start()
 
 
 def _five(item: Item) -> tuple:

@@ -75,6 +75,15 @@ def test_a_stuck_worker_is_replaced_and_its_item_scores_zero():
     assert out[4].error == "timeout (worker stopped)" and [r.reward for r in again] == [1.0, 1.0]
 
 
+def test_a_crashed_worker_is_replaced_and_named():
+    cfg = config_from_dict({"domains": {"mine": {"verifier": "reward_fn", "function": f"{M}:crash"}}})
+    items = [("q", "a", "x", "mine"), ("q", "crash", "x", "mine"), ("q", "b", "x", "mine")]
+    with RewardPool(cfg, workers=2) as pool:
+        out = pool.score_many(items)
+        assert pool.restarts == 1
+    assert [(r.reward, r.error) for r in out] == [(1.0, None), (0.0, "worker exited with code 3"), (1.0, None)]
+
+
 def test_one_worker_scores_in_this_process():
     out = score_many([("q", resp("3"), "3", "math"), ("q", resp("4"), "3", "math")], workers=1)
     assert [r.reward for r in out] == [1.0, 0.0]

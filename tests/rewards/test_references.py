@@ -26,6 +26,7 @@ NORMALISED = [
 @pytest.mark.parametrize("domain,ref,extra,want", NORMALISED)
 def test_references_are_normalised(domain, ref, extra, want):
     assert check_reference(ref, domain, extra=extra) == want
+    assert check_reference(want, domain, extra=extra) == want  # normalising is idempotent
 
 
 REFUSED = [

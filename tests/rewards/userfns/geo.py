@@ -49,3 +49,9 @@ def two_args(prompt, response):
 
 
 NOT_CALLABLE = 3
+
+
+def crash(prompt, response, reference, domain, extra):
+    if "crash" in response:
+        os._exit(3)  # a worker that dies (as after a segfault in a user's C extension)
+    return 1.0
