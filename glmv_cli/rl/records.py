@@ -4,7 +4,10 @@ RL records are chat records (``glmv_cli.data.schema``) that also carry the refer
 and the ``domain`` whose verifier scores a response. Both are checked up front, before any model
 is built, because a missing reference or a domain without a verifier would otherwise only show
 as a zero reward hours into a run: every record gets a message naming file, line and field, and
-an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``).
+an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``;
+any domain with a top-level ``reward_fn``). Each reference is validated by its domain's verifier
+(``glmv_cli.rewards.check_reference``): one no verifier can read (``"one"`` for counting) is an
+error naming the record, an unambiguous spelling is normalised (``"1.0"`` -> ``"1"``).
 
 ``--data`` is a JSONL file or a ``glmv synth`` artifact (its ``rl.jsonl``); with a synth artifact
 and no ``--eval-data``, its ``eval.jsonl`` is the held-out set.
@@ -92,10 +95,13 @@ def _answer(raw: dict[str, Any], p: Path, ln: int) -> str:
     return ans
 
 
-def _check_rl_record(line: str, p: Path, ln: int, known: list[str], seen: set[str]) -> RLRecord:
-    """One JSONL line as a validated RL record, or a RecordError naming file, line and field."""
+def _check_rl_record(line: str, p: Path, ln: int, reward_config: Any, seen: set[str]) -> RLRecord:
+    """One JSONL line as a validated RL record, or a RecordError naming file, line and field; the
+    reference is checked (and normalised, e.g. counting "1.0" -> "1") by the domain's verifier."""
     from glmv_cli.data.schema import RecordError, parse_record
+    from glmv_cli.rewards.validation import check_reference
 
+    known = reward_config.known_domains()
     rec = parse_record(line, path=str(p), line=ln, mode="pretrain")
     raw = json.loads(line)
     if rec.kind != "chat":
@@ -107,11 +113,15 @@ def _check_rl_record(line: str, p: Path, ln: int, known: list[str], seen: set[st
     if not isinstance(dom, str) or not dom:
         raise RecordError(p, ln, "domain", "missing (a non-empty string naming the verifier's domain; known: "
                           f"{', '.join(known)})", "bad_field")
-    if dom not in known:
+    if not reward_config.accepts(dom):
         raise RecordError(p, ln, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}", "bad_field")
+    extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
+    try:
+        ans = check_reference(ans, dom, reward_config, extra)
+    except GlmvError as e:
+        raise RecordError(p, ln, "answer", str(e), "bad_field") from None
     if rec.id in seen:
         raise RecordError(p, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
-    extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
     return RLRecord(rec.id, dom, ans, rec, extra, raw.get("difficulty"))
 
 
@@ -127,10 +137,9 @@ def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail
     out: list[RLRecord] = []
     bad: dict[str, int] = {}
     seen: set[str] = set()
-    known = reward_config.known_domains()
     for ln, line in iter_lines(p, what):
         try:
-            r = _check_rl_record(line, p, ln, known, seen)
+            r = _check_rl_record(line, p, ln, reward_config, seen)
             image_grids(r.record)  # unreadable image, aspect ratio: now, not at step 1 of the run
         except RecordError as e:
             if on_bad == "fail":
