@@ -285,19 +285,26 @@ def load_rows(spec: TaskSpec, data_dir: str | os.PathLike | None = None, limit: 
     if ddir is None and not spec.hub.get("path"):
         raise GlmvError(missing_message(spec, "this task has no Hub dataset"))
     rows: list[EvalRow] = []
+    seen: set[tuple[Path, ...]] = set()
     for config in spec.configs:
         for split in spec.splits:
+            cfg = config
             if ddir is not None:
                 files = find_local_table(ddir, spec, config, split)
                 if not files:
                     where = ddir / spec.benchmark / (config or "")
                     raise GlmvError(missing_message(spec, f"no {split}.parquet/.jsonl/.json/.tsv under {where}/"))
+                if tuple(files) in seen:  # one table holding every config: read once
+                    continue
+                seen.add(tuple(files))
+                if config and config not in files[0].parts:
+                    cfg = None
                 ds = _from_files(files)
                 root = MediaRoot("dir", str(ddir / spec.benchmark if spec.layout == "hub_folder" else files[0].parent))
             else:
                 ds = _from_hub(spec, config, split)
                 root = MediaRoot("hub", str(spec.hub["path"]))
-            rows.extend(_rows_of(spec, _lazy_images(ds), split, config, root, len(rows)))
+            rows.extend(_rows_of(spec, _lazy_images(ds), split, cfg, root, len(rows)))
             if limit and len(rows) >= limit:
                 return rows[:limit]
     return rows

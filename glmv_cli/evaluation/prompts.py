@@ -74,13 +74,11 @@ def options_of(spec: TaskSpec, r: dict[str, Any]) -> list[str]:
 def _question(spec: TaskSpec, r: dict[str, Any]) -> str:
     q = r.get(spec.col("question"), "")
     if isinstance(q, (list, tuple)):
-        if not q:
-            return ""
         if spec.get("question_list") == "conversation":  # ChartQAPro: earlier turns with their answers
             answers = r.get(spec.col("answer")) or []
-            turns = [f"Q: {qq}\nA: {aa}" for qq, aa in zip(q[:-1], answers)]
-            return "\n".join(turns + [str(q[-1])])
-        return str(q[0])
+            q = "\n".join([f"Q: {qq}\nA: {aa}" for qq, aa in zip(q[:-1], answers)] + [str(q[-1])]) if q else ""
+        else:
+            q = str(q[0]) if q else ""
     q = "" if is_missing(q) else str(q)
     extra = spec.col("choices_text")
     if extra and not is_missing(r.get(extra)):
