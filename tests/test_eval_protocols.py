@@ -144,3 +144,44 @@ def test_resume_refuses_other_options_and_never_starts_over(tmp_path):
     again = Counting()
     _run(tmp_path, "dynamath", again, batch_size=4, resume="never")
     assert sum(again.count.values()) == 20
+
+
+def test_judge_url_decides_the_judged_protocols(tmp_path):
+    """ChartMuseum through --judge-url: the judge says CORRECT only for "sixty percent" (a rule would
+    miss it); the table labels the protocol; no key is sent without --judge-api-key-env."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen = []
+
+    class H(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((body["model"], self.headers.get("Authorization")))
+            verdict = "CORRECT" if "sixty percent" in body["messages"][1]["content"] else "INCORRECT"
+            out = json.dumps({"choices": [{"message": {"content": verdict}}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(out)))
+            self.end_headers()
+            self.wfile.write(out)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        gen = ScriptedGenerator({"Q-CM1": R("2015"), "Q-CM2": R("sixty percent")})
+        _run(tmp_path, "chartmuseum", gen, judge_url=f"http://127.0.0.1:{srv.server_port}/v1/chat/completions",
+             judge_model="judge-m")
+    finally:
+        srv.shutdown()
+    res = json.loads((tmp_path / "ev" / "results.json").read_text())["results"]["glmv_chartmuseum"]
+    # "2015" is INCORRECT by this judge, "sixty percent" CORRECT: the judge decided both rows
+    assert res["score"] == 0.5 and res["judged"] == 2 and res["protocol"] == "LLM judge (--judge-url)"
+    assert seen == [("judge-m", None), ("judge-m", None)]
+    default = tmp_path / "rule"
+    run_eval(EvalOptions(model="scripted", out=default, tasks="chartmuseum", data_dir=FIXTURES),
+             generator=ScriptedGenerator({"Q-CM1": R("2015"), "Q-CM2": R("sixty percent")}))
+    res = json.loads((default / "results.json").read_text())["results"]["glmv_chartmuseum"]
+    assert res["score"] == 0.5 and res["judged"] == 0 and res["protocol"] == "rule-based (official: LLM judge)"
