@@ -112,7 +112,7 @@ def per_domain(name):
     acc = defaultdict(dict)
     for line in (d / name / "samples" / "glmv_synth.jsonl").read_text().splitlines():
         s = json.loads(line)
-        acc[s["doc"]["domain"]][s["doc"]["id"]] = float(s["acc"])
+        acc[s["doc"]["domain"]][s["doc"]["id"]] = float(s["score"])
     return acc
 def mean_se(xs):
     m = sum(xs) / len(xs)
