@@ -23,6 +23,10 @@ and the answer style. ``rewards.yaml``::
 
 Domains given in the file override or extend the built-in ones; ``aliases`` maps extra names
 (``stem`` -> ``math`` is built in). Unknown keys are errors naming the file and the key.
+
+A user reward function (top-level ``reward_fn: "package.module:function"`` with
+``reward_fn_timeout_s``, or ``--reward-fn``; :mod:`glmv_cli.rewards.user_fn`) scores every domain,
+named or not, in place of the gates and verifiers.
 """
 
 from __future__ import annotations
@@ -77,6 +81,8 @@ class RewardConfig:
     domains: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_DOMAINS.items()})
     aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
     source: str = "<built-in>"
+    reward_fn: str | None = None  # "package.module:function" scoring every domain (user_fn.py)
+    reward_fn_timeout_s: float = 5.0
     _built: dict[str, Callable[..., float]] = field(default_factory=dict, repr=False)
 
     @property
@@ -86,13 +92,28 @@ class RewardConfig:
     def with_style(self, style: str) -> "RewardConfig":
         if style not in STYLES:
             raise GlmvError(f"--style must be one of {', '.join(STYLES)}, got '{style}'")
-        return RewardConfig(replace(self.gates, style=style), self.domains, self.aliases, self.source)
+        return replace(self, gates=replace(self.gates, style=style), _built={})
+
+    def with_reward_fn(self, spec: str | None) -> "RewardConfig":
+        """This config with ``spec`` (``--reward-fn``) scoring every domain; None keeps it as is."""
+        if spec is None:
+            return self
+        from glmv_cli.rewards.user_fn import load_reward_fn
+
+        load_reward_fn(spec)  # a bad spec fails before any model is built
+        return replace(self, reward_fn=spec, _built={})
 
     def known_domains(self) -> list[str]:
         return sorted(set(self.domains) | set(self.aliases))
 
+    def accepts(self, domain: str) -> bool:
+        """Can a record of this domain be scored? Any can when a reward function scores them all."""
+        return self.reward_fn is not None or domain in self.domains or domain in self.aliases
+
     def resolve(self, domain: str) -> str:
         d = self.aliases.get(domain, domain)
+        if d not in self.domains and self.reward_fn is not None:
+            return domain
         if d not in self.domains:
             raise GlmvError(f"unknown domain '{domain}'; known: {', '.join(self.known_domains())}")
         return d
@@ -116,7 +137,8 @@ class RewardConfig:
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "gates": {f.name: getattr(self.gates, f.name) for f in fields(GateConfig)},
-                "domains": self.domains, "aliases": self.aliases}
+                "domains": self.domains, "aliases": self.aliases, "reward_fn": self.reward_fn,
+                "reward_fn_timeout_s": self.reward_fn_timeout_s}
 
 
 _DEFAULT: RewardConfig | None = None
@@ -168,9 +190,10 @@ def config_from_dict(data: dict[str, Any], where: str = "<dict>") -> RewardConfi
     """Builds a RewardConfig from a parsed rewards.yaml mapping (see the module docstring)."""
     if not isinstance(data, dict):
         raise GlmvError(f"{where}: a reward config must be a mapping, got {type(data).__name__}")
-    unknown = set(data) - {"style", "gates", "domains", "aliases"}
+    unknown = set(data) - {"style", "gates", "domains", "aliases", "reward_fn", "reward_fn_timeout_s"}
     if unknown:
-        raise GlmvError(f"{where}: unknown key '{sorted(unknown)[0]}'; valid: aliases, domains, gates, style")
+        raise GlmvError(f"{where}: unknown key '{sorted(unknown)[0]}'; valid: aliases, domains, gates, reward_fn, "
+                        "reward_fn_timeout_s, style")
     gate_names = {f.name: f.type for f in fields(GateConfig)}
     g = data.get("gates") or {}
     if not isinstance(g, dict):
@@ -197,13 +220,22 @@ def config_from_dict(data: dict[str, Any], where: str = "<dict>") -> RewardConfi
         if target not in domains:
             raise GlmvError(f"{where}: aliases.{a} points to unknown domain '{target}'")
         aliases[str(a)] = str(target)
-    return RewardConfig(gates=gates, domains=domains, aliases=aliases, source=where)
+    timeout = data.get("reward_fn_timeout_s", 5.0)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise GlmvError(f"{where}: reward_fn_timeout_s must be a positive number of seconds, got {timeout!r}")
+    cfg = RewardConfig(gates=gates, domains=domains, aliases=aliases, source=where,
+                       reward_fn_timeout_s=float(timeout))
+    fn = data.get("reward_fn")
+    if fn is not None and not isinstance(fn, str):
+        raise GlmvError(f"{where}: reward_fn must be 'package.module:function', got {fn!r}")
+    return cfg.with_reward_fn(fn)
 
 
-def load_config(path: str | Path | None) -> RewardConfig:
-    """Reads rewards.yaml (None: the built-in registry)."""
+def load_config(path: str | Path | None, reward_fn: str | None = None) -> RewardConfig:
+    """Reads rewards.yaml (None: the built-in registry); ``reward_fn`` (``--reward-fn``) overrides
+    the file's."""
     if path is None:
-        return RewardConfig()
+        return RewardConfig().with_reward_fn(reward_fn)
     p = Path(path)
     if not p.is_file():
         raise GlmvError(f"--config '{p}' does not exist")
@@ -213,13 +245,15 @@ def load_config(path: str | Path | None) -> RewardConfig:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise GlmvError(f"{p}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    return config_from_dict(data, str(p))
+    return config_from_dict(data, str(p)).with_reward_fn(reward_fn)
 
 
 def score_detailed(prompt: str | None, response: str, reference: str, domain: str,
                    extra: dict[str, Any] | None = None, *, config: RewardConfig | None = None) -> RewardResult:
     """Gates, then the domain's verifier; never raises for anything inside the response."""
     cfg = config or default_config()
+    if cfg.reward_fn is not None:
+        return _score_user_fn(cfg, prompt, response, reference, domain, extra)
     d = cfg.resolve(domain)
     vname = cfg.domains[d]["verifier"]
     answer, why = gate(response, cfg.gates)
@@ -234,6 +268,21 @@ def score_detailed(prompt: str | None, response: str, reference: str, domain: st
     if not _math.isfinite(r):
         return RewardResult(0.0, d, vname, answer, error=f"non-finite reward {r}")
     return RewardResult(min(1.0, max(0.0, r)), d, vname, answer)
+
+
+def _score_user_fn(cfg: RewardConfig, prompt: str | None, response: str, reference: str, domain: str,
+                   extra: dict[str, Any] | None) -> RewardResult:
+    """The user's function on the whole response, under the verifier timeout and error rules."""
+    from glmv_cli.rewards.user_fn import call_reward_fn, load_reward_fn
+
+    fn = load_reward_fn(cfg.reward_fn)  # type: ignore[arg-type]
+    try:
+        r = call_reward_fn(fn, cfg.reward_fn_timeout_s, prompt, response, reference, domain, extra)
+    except VerifierTimeout:
+        return RewardResult(0.0, domain, "reward_fn", None, error="timeout")
+    except Exception as e:  # the user's code may raise anything; the run goes on
+        return RewardResult(0.0, domain, "reward_fn", None, error=f"{type(e).__name__}: {e}"[:300])
+    return RewardResult(r, domain, "reward_fn", None)
 
 
 def score(prompt: str | None, response: str, reference: str, domain: str,

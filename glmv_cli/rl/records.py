@@ -6,8 +6,14 @@ is built, because a missing reference or a domain without a verifier would other
 as a zero reward hours into a run: every record gets a message naming file, line and field, and
 an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``).
 
-``--data`` is a JSONL file or a ``glmv synth`` artifact (its ``rl.jsonl``); with a synth artifact
-and no ``--eval-data``, its ``eval.jsonl`` is the held-out set.
+``--data`` is a ``glmv synth`` artifact (its ``rl.jsonl``; with no ``--eval-data`` its
+``eval.jsonl`` is the held-out set) or any input :mod:`glmv_cli.data.formats` reads: JSONL, JSON
+arrays, parquet / Arrow files, ``datasets`` folders and ``hf:owner/name``, in glmv, messages,
+sharegpt, verl or easyr1 rows. ``--domain-map`` / ``--default-domain`` decide the domain of rows
+whose own (e.g. verl's ``data_source``) is no verifier's name.
+
+:func:`check_boxed_prompts` refuses, up front, prompts that ask for ``\\boxed{}`` answers when the
+reward's format gate would score every such answer 0.
 
 Offline grades (``--grades``) come from a ``glmv grade-difficulty`` artifact's ``results.jsonl``
 (``{"id", "domain", "grade", ...}`` per sample). A grade artifact of another dataset is refused:
@@ -20,6 +26,7 @@ data (extra ids are ignored) or a subset (the rest start ``unseen``).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,10 +52,12 @@ class RLRecord:
 @dataclass
 class RLData:
     records: list[RLRecord]
-    path: Path
+    path: Path | str
     manifest: Any = None  # the synth artifact's Manifest when --data is an artifact
     eval_default: Path | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+    fingerprint: str = ""  # SHA-256 of the data (file, folder or Hub dataset), for run fingerprints
+    format: str = "glmv"
 
     @property
     def ids(self) -> list[str]:
@@ -59,77 +68,129 @@ class RLData:
         return [r.domain for r in self.records]
 
 
-def resolve_data(path: str | Path, *, what: str = "--data") -> tuple[Path, Any, Path | None]:
-    """(JSONL file, synth manifest or None, default eval file or None) of ``--data``."""
-    from glmv_cli.artifacts import read_manifest
+def resolve_data(path: str | Path, *, what: str = "--data") -> tuple[str, Any, Path | None]:
+    """(data spec, synth manifest or None, default eval file or None) of ``--data``: a synth
+    artifact gives its rl.jsonl and eval.jsonl; anything else (a file, a datasets folder,
+    ``hf:owner/name``) is read by its container."""
+    from glmv_cli.artifacts import MANIFEST, read_manifest
+    from glmv_cli.data.formats.containers import HUB_PREFIX, is_dataset_folder
 
+    if str(path).startswith(HUB_PREFIX):
+        return str(path), None, None
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() and (p / MANIFEST).is_file():
         m = read_manifest(p, what=what)
         f = p / "rl.jsonl"
         if not f.is_file():
             raise GlmvError(f"{what} '{p}' has no rl.jsonl (expected a glmv synth artifact or an RL JSONL file)")
         ev = p / "eval.jsonl"
-        return f, m, ev if ev.is_file() else None
-    if not p.is_file():
+        return str(f), m, ev if ev.is_file() else None
+    if not p.exists():
         raise GlmvError(f"{what} '{p}' does not exist")
-    return p, None, None
+    if p.is_dir() and not is_dataset_folder(p):
+        read_manifest(p, what=what)  # says what a glmv artifact directory lacks
+    return str(p), None, None
 
 
-def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail",
-                    what: str = "--data", limit: int | None = None) -> tuple[list[RLRecord], dict[str, int]]:
-    """Reads and validates RL records (used by rlcs and grade-difficulty); ``on_bad='skip'`` counts
-    bad ones by reason instead; ``limit`` keeps the first N usable records."""
-    from glmv_cli.data.schema import RecordError, parse_record
+def _domain_of(rec: Any, domains: Any, known: list[str], reward_config: Any) -> str:
+    """The verifier domain of a record after --domain-map / --default-domain, checked."""
+    from glmv_cli.data.schema import RecordError
 
-    p = Path(path)
+    raw = rec.meta.get("domain")
+    dom = domains.apply(raw) if domains is not None else raw
+    if not isinstance(dom, str) or not dom:
+        raise RecordError(rec.path, rec.line, "domain", "missing (a non-empty string naming the verifier's domain; "
+                          f"known: {', '.join(known)}; rows without one take --default-domain)", "bad_field")
+    if not _accepts(reward_config, dom):
+        hint = ""
+        if dom == raw:
+            ability = (rec.meta.get("extra") or {}).get("ability")
+            hint = f"; map it with --domain-map '{raw}=DOMAIN'" + (f" (the row's ability is '{ability}')"
+                                                                    if isinstance(ability, str) else "")
+        raise RecordError(rec.path, rec.line, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}{hint}",
+                          "bad_field")
+    return dom
+
+
+def _accepts(reward_config: Any, domain: str) -> bool:
+    accepts = getattr(reward_config, "accepts", None)
+    return accepts(domain) if accepts is not None else domain in reward_config.known_domains()
+
+
+def _rl_record(rec: Any, reward_config: Any, domains: Any, known: list[str], seen: set[str]) -> RLRecord:
+    from glmv_cli.data.schema import RecordError
+
+    p, ln = rec.path, rec.line
+    if rec.kind != "chat":
+        raise RecordError(p, ln, "messages", "missing (an RL record needs 'messages')", "bad_field")
+    if not any(m["role"] == "user" for m in rec.messages):
+        raise RecordError(p, ln, "messages", "no user turn to prompt with", "bad_field")
+    ans = rec.meta.get("answer")
+    if not isinstance(ans, str) or not ans.strip():
+        raise RecordError(p, ln, "answer", "missing reference answer (RL rewards verify each response against the "
+                          "record's 'answer', a non-empty string)", "bad_field")
+    dom = _domain_of(rec, domains, known, reward_config)
+    if rec.id in seen:
+        raise RecordError(p, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
+    extra = rec.meta.get("extra") if isinstance(rec.meta.get("extra"), dict) else None
+    return RLRecord(rec.id, dom, ans, rec, extra, rec.meta.get("difficulty"))
+
+
+def read_rl_source(src: Any, fmt: str, reward_config: Any, *, on_bad: str = "fail", what: str = "--data",
+                   limit: int | None = None, domains: Any = None) -> tuple[list[RLRecord], dict[str, int]]:
+    """Reads and validates the RL records of an opened source (any container, any row format)."""
+    from glmv_cli.data.formats import iter_records
+    from glmv_cli.data.schema import RecordError
+
     out: list[RLRecord] = []
     bad: dict[str, int] = {}
     seen: set[str] = set()
     known = reward_config.known_domains()
-    with open(p, encoding="utf-8") as f:
-        for ln, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = parse_record(line, path=str(p), line=ln, mode="pretrain")
-                raw = json.loads(line)
-                if rec.kind != "chat":
-                    raise RecordError(p, ln, "messages", "missing (an RL record needs 'messages')", "bad_field")
-                if not any(m["role"] == "user" for m in rec.messages):
-                    raise RecordError(p, ln, "messages", "no user turn to prompt with", "bad_field")
-                ans = raw.get("answer")
-                if not isinstance(ans, str) or not ans.strip():
-                    raise RecordError(p, ln, "answer", "missing reference answer (RL rewards verify each "
-                                      "response against the record's 'answer', a non-empty string)", "bad_field")
-                dom = raw.get("domain")
-                if not isinstance(dom, str) or not dom:
-                    raise RecordError(p, ln, "domain", "missing (a non-empty string naming the verifier's "
-                                      f"domain; known: {', '.join(known)})", "bad_field")
-                if dom not in known:
-                    raise RecordError(p, ln, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}",
-                                      "bad_field")
-                if rec.id in seen:
-                    raise RecordError(p, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
-            except RecordError as e:
-                if on_bad == "fail":
-                    raise
-                bad[e.reason] = bad.get(e.reason, 0) + 1
-                continue
-            seen.add(rec.id)
-            extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
-            out.append(RLRecord(rec.id, dom, ans, rec, extra, raw.get("difficulty")))
-            if limit is not None and len(out) >= limit:
-                break
+    for _, item in iter_records(src, fmt, "pretrain"):
+        try:
+            if isinstance(item, RecordError):
+                raise item
+            r = _rl_record(item, reward_config, domains, known, seen)
+        except RecordError as e:
+            if on_bad == "fail":
+                raise
+            bad[e.reason] = bad.get(e.reason, 0) + 1
+            continue
+        seen.add(r.id)
+        out.append(r)
+        if limit is not None and len(out) >= limit:
+            break
     if not out:
-        raise GlmvError(f"{what} '{p}' has no usable RL records")
+        raise GlmvError(f"{what} '{src.name}' has no usable RL records")
     return out, bad
 
 
-def load_data(path: str | Path, reward_config: Any, *, on_bad: str = "fail") -> RLData:
-    f, m, ev = resolve_data(path)
-    recs, bad = load_rl_records(f, reward_config, on_bad=on_bad)
-    return RLData(recs, f, m, ev, bad)
+def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail", what: str = "--data",
+                    limit: int | None = None, source: Any = None, domains: Any = None
+                    ) -> tuple[list[RLRecord], dict[str, int]]:
+    """Reads and validates RL records (used by rlcs and grade-difficulty); ``on_bad='skip'`` counts
+    bad ones by reason instead; ``limit`` keeps the first N usable records. ``source`` (a
+    DataFormatConfig) says how the input is read, ``domains`` (a DomainConfig) maps its domains."""
+    from glmv_cli.data.formats.options import DataFormatConfig
+
+    cfg = source or DataFormatConfig()
+    src = cfg.open(str(path), what=what)
+    return read_rl_source(src, cfg.format_of(src), reward_config, on_bad=on_bad, what=what, limit=limit,
+                          domains=domains)
+
+
+def load_data(path: str | Path, reward_config: Any, *, on_bad: str = "fail", source: Any = None,
+              domains: Any = None, limit: int | None = None) -> RLData:
+    """``--data`` resolved (synth artifact or any container), read and checked."""
+    from glmv_cli.data.formats.options import DataFormatConfig
+
+    spec, m, ev = resolve_data(path)
+    cfg = source or DataFormatConfig()
+    src = cfg.open(spec, what="--data")
+    fmt = cfg.format_of(src)
+    recs, bad = read_rl_source(src, fmt, reward_config, on_bad=on_bad, limit=limit, domains=domains)
+    shown: Path | str = Path(spec) if not spec.startswith("hf:") else spec
+    return RLData(recs, shown, m, ev, bad, src.fingerprint(), fmt)
 
 
 def _synth_sha(m: Any) -> str | None:
@@ -182,3 +243,44 @@ def load_grades(grade_dir: str | Path, data: RLData) -> dict[str, float]:
             raise GlmvError(f"--grades '{grade_dir}' grades another dataset: record '{i}' has domain '{d}' there "
                             f"but '{by_id[i].domain}' in --data '{data.path}'; run glmv grade-difficulty on this --data")
     return {i: float(rows[i]["grade"]) for i in shared}
+
+
+_BOXED = re.compile(r"\\boxed(?![A-Za-z])")
+
+
+def _asks_for_boxed(rec: Any) -> bool:
+    """Does the prompt (system and user turns up to the last user turn) mention ``\\boxed``?"""
+    from glmv_cli.generation.prompts import prompt_messages
+
+    for m in prompt_messages(rec.messages):
+        if m["role"] != "assistant":
+            for part in m["content"]:
+                if part["type"] == "text" and _BOXED.search(part["text"]):
+                    return True
+    return False
+
+
+def check_boxed_prompts(records: list[RLRecord], reward_config: Any, what: str = "--data") -> None:
+    """Refuses prompts that ask for ``\\boxed{}`` answers when every such answer would score 0.
+
+    verl and EasyR1 prompt sets say "put the final answer in \\boxed{}"; glmv's format gate wants
+    GLM's ``<|begin_of_box|>`` tokens and by default fails an answer holding ``\\boxed`` (reason
+    ``boxed``), so such a run would learn from all-zero rewards. A user reward function
+    (``--reward-fn``) reads whole responses, and a gate with ``forbid_boxed: false`` and
+    ``require_box: false`` passes the answer part to the verifier (math-verify reads ``\\boxed{}``);
+    either makes the data usable.
+    """
+    gates = reward_config.gates
+    if getattr(reward_config, "reward_fn", None) or not (gates.forbid_boxed or gates.require_box):
+        return
+    asking = [r for r in records if _asks_for_boxed(r.record)]
+    if not asking:
+        return
+    ex = asking[0]
+    raise GlmvError(
+        f"{what}: {len(asking)} of {len(records)} prompts ask for a \\boxed{{}} answer (e.g. record '{ex.id}' at "
+        f"{ex.record.where}), but the reward's format gate scores such answers 0 (forbid_boxed "
+        f"{str(gates.forbid_boxed).lower()}, require_box {str(gates.require_box).lower()}: GLM answers inside "
+        "<|begin_of_box|>...<|end_of_box|>). Score them with your own function (--reward-fn "
+        "package.module:function), or give a --reward-config whose gates set forbid_boxed: false and "
+        "require_box: false (the math verifier reads \\boxed{}), or rewrite the prompts to ask for GLM's box")

@@ -148,7 +148,7 @@ def test_config_file_changes_verifiers(tmp_path):
 
 
 @pytest.mark.parametrize("text,msg", [
-    ("colour: red\n", "{p}: unknown key 'colour'; valid: aliases, domains, gates, style"),
+    ("colour: red\n", "{p}: unknown key 'colour'; valid: aliases, domains, gates, reward_fn, reward_fn_timeout_s, style"),
     ("gates: {strict: true}\n", "{p}: unknown key 'gates.strict'; valid:"),
     ("style: glm5\n", "{p}: 'style' must be one of glm41v, glm45v, got 'glm5'"),
     ("domains: {chart: {verifier: chart, tol: 1}}\n", "{p}: unknown key 'domains.chart.tol' for verifier 'chart'"),
