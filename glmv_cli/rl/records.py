@@ -117,7 +117,7 @@ def _accepts(reward_config: Any, domain: str) -> bool:
     return accepts(domain) if accepts is not None else domain in reward_config.known_domains()
 
 
-def _rl_record(rec: Any, reward_config: Any, domains: Any, known: list[str], seen: set[str]) -> RLRecord:
+def rl_record(rec: Any, reward_config: Any, domains: Any, known: list[str], seen: set[str]) -> RLRecord:
     from glmv_cli.data.schema import RecordError
 
     p, ln = rec.path, rec.line
@@ -150,7 +150,7 @@ def read_rl_source(src: Any, fmt: str, reward_config: Any, *, on_bad: str = "fai
         try:
             if isinstance(item, RecordError):
                 raise item
-            r = _rl_record(item, reward_config, domains, known, seen)
+            r = rl_record(item, reward_config, domains, known, seen)
         except RecordError as e:
             if on_bad == "fail":
                 raise

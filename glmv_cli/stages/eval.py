@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from glmv_cli.artifacts import ArtifactWriter, Manifest, read_manifest
+from glmv_cli.data.images import ImageSizeConfig
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -57,6 +58,7 @@ class EvalOptions:
     list_benchmarks: bool = opt(False, "List every benchmark, its dataset, status and needs; then exit.",
                                 flag="--list")
     overwrite: bool = opt(False, "Replace an existing --out.")
+    images: ImageSizeConfig = field(default_factory=ImageSizeConfig)
 
     def check(self) -> None:
         from glmv_cli.evaluation.registry import SUITES
@@ -241,7 +243,8 @@ def run_eval(opts: EvalOptions, *, generator: Any = None, console: Any = None) -
         lm = GlmvLM(pretrained=None if generator is not None else str(opts.model), generator=generator,
                     batch_size=opts.batch_size, thinking_budget=opts.thinking_budget, answer_budget=opts.answer_budget,
                     temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed, device=opts.device,
-                    dtype=opts.dtype, style=None if opts.style == "auto" else opts.style)
+                    dtype=opts.dtype, style=None if opts.style == "auto" else opts.style,
+                    image_min_pixels=opts.images.image_min_pixels, image_max_pixels=opts.images.image_max_pixels)
         t0 = time.perf_counter()
         res = simple_evaluate(model=lm, tasks=task_names, task_manager=tm, limit=opts.limit, bootstrap_iters=0,
                               log_samples=True, random_seed=opts.seed, numpy_random_seed=opts.seed,
