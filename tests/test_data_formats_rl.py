@@ -267,3 +267,20 @@ def test_eval_adapter_applies_the_pixel_limits():
 
     lm = GlmvLM(pretrained="tiny", image_max_pixels=50_176, device="cpu")
     assert lm.generator.image_processor.size["longest_edge"] == 2 * 50_176
+
+
+def test_a_large_image_under_the_default_and_a_limited_processor():
+    """The figures docs/data-formats.md quotes: 3000x2000 under GLM-4.1V's processor size."""
+    from types import SimpleNamespace
+
+    from glmv_cli.data.images import ImageSettings, ImageSizeConfig, apply_pixel_limits, grid_for_size, tokens_for_grid
+
+    ip = SimpleNamespace(size={"shortest_edge": 112 * 112, "longest_edge": 28 * 28 * 15000}, patch_size=14,
+                         merge_size=2, temporal_patch_size=2)
+    s = ImageSettings.from_processor(ip)
+    assert tokens_for_grid(grid_for_size(3000, 2000, s), s) == 7420
+    apply_pixel_limits(ip, ImageSizeConfig(image_max_pixels=1003520))
+    s = ImageSettings.from_processor(ip)
+    g = grid_for_size(3000, 2000, s)
+    assert ip.size["longest_edge"] == 2 * 1003520 and tokens_for_grid(g, s) == 1247
+    assert (g[1] * 14, g[2] * 14) == (812, 1204) and 812 * 1204 <= 1003520

@@ -73,13 +73,23 @@ class BlobStore:
         return self._end
 
     def spill(self, value: Any) -> Any:
-        """``value`` with every ``bytes`` inside (dicts and lists, any depth) replaced by a Blob."""
+        """``value`` with every ``bytes`` inside (dicts and lists, any depth) replaced by a Blob.
+        Containers without bytes are returned as they are (no copy of the text fields)."""
         if isinstance(value, (bytes, bytearray)):
             return self.put(bytes(value)) if value else value
         if isinstance(value, dict):
-            return {k: self.spill(v) for k, v in value.items()}
+            out = None
+            for k, v in value.items():
+                if isinstance(v, (dict, list, bytes, bytearray)):
+                    new = self.spill(v)
+                    if new is not v:
+                        if out is None:
+                            out = dict(value)
+                        out[k] = new
+            return value if out is None else out
         if isinstance(value, list):
-            return [self.spill(v) for v in value]
+            new_list = [self.spill(v) if isinstance(v, (dict, list, bytes, bytearray)) else v for v in value]
+            return value if all(a is b for a, b in zip(new_list, value)) else new_list
         return value
 
     def close(self) -> None:

@@ -1,6 +1,8 @@
-"""``glmv pack``: tokenise JSONL records and pack them into fixed-length rows for training.
+"""``glmv pack``: tokenise records and pack them into fixed-length rows for training.
 
-Parse -> resolve inputs (JSONL files with optional ``:weight``, or artifact directories) -> validate
+Parse -> resolve inputs (any container and row format of :mod:`glmv_cli.data.formats` -- glmv
+JSONL, JSON arrays, parquet / Arrow, ``datasets`` folders, ``hf:`` ids; ShareGPT, HF / TRL /
+OpenAI messages, verl, EasyR1 rows -- with optional ``:weight``, or artifact directories) -> validate
 and encode every record (image headers, tokens, labels, 4-row position ids; ``--workers``
 processes, output identical for any count) -> stop on the first bad record (``--on-bad fail``,
 nothing written) or count it -> drop or reject samples over ``--seq-len`` -> apply the input
@@ -254,16 +256,10 @@ def pack(opts: PackOptions) -> Manifest:
             store.close()
 
 
-def _pack(opts: PackOptions, style: str, encoder: Any, proc: Any, store: Any) -> Manifest:
-    from glmv_cli.data.packed import PROCESSOR_CONFIG, tokenizer_identity
-    from glmv_cli.data.packing import best_fit_decreasing, check_packing, pack_stats, repeat_counts, shuffle_packs
+def _tally(items: list, results: list, opts: PackOptions) -> tuple[dict, list[dict], list[list[Any]]]:
+    """(drops by reason, per-input counts, kept samples per input); raises on the first bad or
+    overlong record when told to fail."""
     from glmv_cli.data.schema import REASONS, RecordError
-    from glmv_cli.data.storage import INDEX, write_index
-
-    t0 = time.perf_counter()
-    items = _read_items(opts.files, store)
-    results = encode_all(items, opts, style, encoder)
-    t_encode = time.perf_counter() - t0
 
     dropped = {r: 0 for r in REASONS}
     per_input = [{"path": f.path, "weight": f.weight, "format": f.format, "container": f.source.kind,
@@ -285,6 +281,35 @@ def _pack(opts: PackOptions, style: str, encoder: Any, proc: Any, store: Any) ->
             continue
         per_input[idx]["records_ok"] += 1
         kept[idx].append(value)
+    return dropped, per_input, kept
+
+
+def _lineage(opts: PackOptions) -> list[Manifest]:
+    """The input artifacts and the model artifact (when --model is one), each once."""
+    inputs, seen = [], set()
+    for f in opts.files:
+        if f.artifact is not None and str(f.artifact.path) not in seen:
+            seen.add(str(f.artifact.path))
+            inputs.append(f.artifact)
+    model_dir = Path(opts.model)
+    for cand in ((model_dir, model_dir.parent) if model_dir.is_dir() else ()):
+        if (cand / MANIFEST).is_file() and str(cand.resolve()) not in seen:
+            seen.add(str(cand.resolve()))
+            inputs.append(read_manifest(cand, what="--model artifact"))
+            break
+    return inputs
+
+
+def _pack(opts: PackOptions, style: str, encoder: Any, proc: Any, store: Any) -> Manifest:
+    from glmv_cli.data.packed import PROCESSOR_CONFIG, tokenizer_identity
+    from glmv_cli.data.packing import best_fit_decreasing, check_packing, pack_stats, repeat_counts, shuffle_packs
+    from glmv_cli.data.storage import INDEX, write_index
+
+    t0 = time.perf_counter()
+    items = _read_items(opts.files, store)
+    results = encode_all(items, opts, style, encoder)
+    t_encode = time.perf_counter() - t0
+    dropped, per_input, kept = _tally(items, results, opts)
 
     samples = []
     for idx, (f, recs) in enumerate(zip(opts.files, kept)):
@@ -309,19 +334,7 @@ def _pack(opts: PackOptions, style: str, encoder: Any, proc: Any, store: Any) ->
 
     options = O.flat_dict(opts)
     options["style"] = style
-    inputs, seen = [], set()
-    for f in opts.files:
-        if f.artifact is not None and str(f.artifact.path) not in seen:
-            seen.add(str(f.artifact.path))
-            inputs.append(f.artifact)
-    model_dir = Path(opts.model)
-    for cand in ((model_dir, model_dir.parent) if model_dir.is_dir() else ()):
-        if (cand / MANIFEST).is_file() and str(cand.resolve()) not in seen:
-            seen.add(str(cand.resolve()))
-            inputs.append(read_manifest(cand, what="--model artifact"))
-            break
-
-    with ArtifactWriter(opts.out, "pack", options=options, inputs=inputs, overwrite=opts.overwrite) as art:
+    with ArtifactWriter(opts.out, "pack", options=options, inputs=_lineage(opts), overwrite=opts.overwrite) as art:
         packs = [[samples[i] for i in members] for members in order]
         shards = _write_shards(art.path, packs)
         proc.image_processor.to_json_file(str(art.path / PROCESSOR_CONFIG))
@@ -363,13 +376,16 @@ def _pack(opts: PackOptions, style: str, encoder: Any, proc: Any, store: Any) ->
     return read_manifest(opts.out)
 
 
-DOC = """Tokenise JSONL records and pack them into rows of --seq-len tokens for pretrain / sft.
+DOC = """Tokenise records and pack them into rows of --seq-len tokens for pretrain / sft.
 
-Records, one JSON object per line: {"id", "messages": [{"role": system|user|assistant,
-"content": text with <image> placeholders, or [{"type": "text", "text"}, {"type": "image"}]}],
-"images": [paths relative to the file], ...}, or for pretraining {"text", "images"}. Each --input
-is a JSONL file, optionally FILE:WEIGHT (a repeat / subsample factor, drawn with --seed), or an
-artifact directory (its <mode>.jsonl, e.g. from glmv synth). Samples are never split;
+Records: glmv JSONL ({"id", "messages": [{"role": system|user|assistant, "content": text with
+<image> placeholders, or [{"type": "text", "text"}, {"type": "image"}]}], "images": [paths
+relative to the file], ...}, or for pretraining {"text", "images"}), or the layouts other tools
+write -- HF / TRL / OpenAI messages, ShareGPT (LLaMA-Factory), verl, EasyR1 -- in JSONL, JSON
+arrays (GLM-V's finetune.json), parquet, Arrow, datasets folders or hf:owner/name (see
+docs/data-formats.md; glmv convert shows how rows are read). Each --input may be SPEC:WEIGHT (a
+repeat / subsample factor, drawn with --seed) or an artifact directory (its <mode>.jsonl, e.g.
+from glmv synth). --image-max-pixels / --image-min-pixels bound each image. Samples are never split;
 best-fit-decreasing packing fills ~99.9 % of the slots. Each row carries 4-row position ids (text
 positions restarting per sample + 3D-RoPE ids) so packed samples do not see each other. A bad
 record stops the run before anything is written (--on-bad fail) or is counted and skipped

@@ -171,7 +171,27 @@ def read_glmv(row: dict, path: str, line: int) -> dict:
     return row
 
 
+def _canonical(row: dict) -> bool:
+    """Is a messages row already a glmv record (string or plain-part contents, image paths)?"""
+    images = row.get("images", [])
+    if not isinstance(images, list) or not all(isinstance(p, str) for p in images) or "image" in row:
+        return False
+    msgs = row.get("messages")
+    if not isinstance(msgs, list):
+        return False
+    for m in msgs:
+        if not isinstance(m, dict) or m.get("role") in ROLE_ALIASES:
+            return False
+        c = m.get("content")
+        if isinstance(c, list) and not all(isinstance(p, dict) and (p.get("type") == "text" or (
+                p.get("type") in ("image", "video") and len(p) == 1)) for p in c):
+            return False
+    return True
+
+
 def read_messages(row: dict, path: str, line: int) -> dict:
+    if _canonical(row):  # glmv's own layout: nothing to convert, schema.py validates it
+        return row
     if "messages" in row:
         msgs = row["messages"]
         if not isinstance(msgs, list):
