@@ -263,3 +263,19 @@ def test_convert_shows_how_rows_were_read(layouts):
     r = runner.invoke(app, ["convert", "--input", str(layouts["verl"]), "--rows", "1", "--mode", "rl"])
     assert r.exit_code == 0 and "field 'domain': unknown domain 'acme/ocr-set'" in r.output
     assert f"map it with --domain-map '{F.VERL_SOURCE}=DOMAIN' (the row's ability is 'ocr')" in r.output
+
+
+def test_binary_data_under_a_text_suffix_is_named(tmp_path, layouts):
+    import shutil
+
+    shutil.copy(layouts["verl"], tmp_path / "rl.jsonl")
+    with pytest.raises(GlmvError, match=r"rl\.jsonl:1: not UTF-8 text .*; it is a parquet file: give it the "
+                                        r"\.parquet suffix"):
+        _records(tmp_path / "rl.jsonl")
+
+
+def test_a_single_arrow_file_is_read_as_a_table(layouts, truth):
+    arrow = next(Path(layouts["saved"]).glob("*.arrow"))
+    fmt, recs = _records(arrow)
+    assert fmt == "messages" and [r.id for r in recs] == [t["id"] for t in truth]
+    assert [_image_bytes(s) for s in recs[2].images] == truth[2]["images"]

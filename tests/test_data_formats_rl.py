@@ -166,8 +166,8 @@ def test_verl_geo3k_with_a_user_reward_function_through_rlcs(tmp_path, geo3k, mo
     monkeypatch.syspath_prepend(str(geo3k["dir"]))
     out = tmp_path / "run"
     res = runner.invoke(app, ["rlcs", *FAST, "--data", str(geo3k["data"]), "--domain-map", "hiyouga/geometry3k=math",
-                              "--reward-fn", "geo_rewards:score", "--steps", "2", "--out", str(out)],
-                        catch_exceptions=False)
+                              "--reward-fn", "geo_rewards:score", "--steps", "2", "--out", str(out),
+                              "--image-max-pixels", "12544"], catch_exceptions=False)
     assert res.exit_code == 0, res.output
     ms = _lines(out / "metrics.jsonl")
     assert all(m["reward"] > 0 for m in ms) and set(ms[0]["domains"]) == {"math"}
@@ -180,6 +180,28 @@ def test_verl_geo3k_with_a_user_reward_function_through_rlcs(tmp_path, geo3k, mo
     man = json.loads((out / "manifest.json").read_text())
     assert man["options"]["reward_fn"] == "geo_rewards:score" and man["options"]["domain_map"] == [
         "hiyouga/geometry3k=math"]
+    # the pixel limit reached the rollouts' processor and the exported model's
+    assert man["metrics"]["image_size"]["longest_edge"] == 2 * 12544
+    assert json.loads((out / "preprocessor_config.json").read_text())["size"]["longest_edge"] == 2 * 12544
+
+
+def test_rl_on_bad_skip_counts_bad_verl_rows(tmp_path):
+    from glmv_cli.data.formats.options import DataFormatConfig, DomainConfig
+    from glmv_cli.rewards import default_config
+    from glmv_cli.rl.records import load_data
+
+    ds = F.verl_dataset(F.truth_records())
+    rows = ds.to_list()
+    rows[1]["reward_model"] = {"style": "rule", "ground_truth": None}
+    rows[3]["data_source"] = "elsewhere"
+    import datasets
+
+    datasets.Dataset.from_list(rows, features=ds.features).to_parquet(str(tmp_path / "v.parquet"))
+    kw = dict(source=DataFormatConfig(), domains=DomainConfig([f"{F.VERL_SOURCE}=ocr"]))
+    with pytest.raises(GlmvError, match=r"v\.parquet:2: field 'answer': missing reference answer"):
+        load_data(tmp_path / "v.parquet", default_config(), **kw)
+    data = load_data(tmp_path / "v.parquet", default_config(), on_bad="skip", **kw)
+    assert len(data.records) == 4 and data.skipped == {"bad_field": 2}
 
 
 def test_user_reward_function_rules(geo3k, monkeypatch):

@@ -51,8 +51,13 @@ class Source:
 
     def rows(self) -> Iterator[tuple[int, Any]]:
         if self.kind == "jsonl":
-            with open(self.path, encoding="utf-8") as fh:  # type: ignore[arg-type]
-                for line, text in enumerate(fh, start=1):
+            with open(self.path, "rb") as fh:  # type: ignore[arg-type]
+                for line, raw in enumerate(fh, start=1):
+                    try:
+                        text = raw.decode("utf-8")
+                    except UnicodeDecodeError as e:
+                        raise GlmvError(f"{self.name}:{line}: not UTF-8 text ({e.reason} at byte {e.start} of the "
+                                        f"line){_binary_hint(Path(self.path))}") from None  # type: ignore[arg-type]
                     if text.strip():
                         yield line, text.rstrip("\r\n")
         elif self.kind == "json":
@@ -208,6 +213,16 @@ def open_source(spec: str, *, split: str | None = None, subset: str | None = Non
         ds = _load(f"{what} '{spec}'", datasets.load_dataset, kind, data_files=str(p), split="train", streaming=True)
         return Source(spec, str(p), kind, base, dataset=ds, path=p)
     return Source(spec, str(p), kind, base, path=p)
+
+
+def _binary_hint(p: Path) -> str:
+    with open(p, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"PAR1"):
+        return "; it is a parquet file: give it the .parquet suffix"
+    if head.startswith((b"ARROW1", b"\xff\xff\xff\xff")):
+        return "; it is an Arrow file: give it the .arrow suffix"
+    return "; a .jsonl / .json input holds JSON text"
 
 
 def _first_char(p: Path) -> str:
