@@ -101,7 +101,7 @@ def _domain_of(rec: Any, domains: Any, known: list[str], reward_config: Any) -> 
     if not isinstance(dom, str) or not dom:
         raise RecordError(rec.path, rec.line, "domain", "missing (a non-empty string naming the verifier's domain; "
                           f"known: {', '.join(known)}; rows without one take --default-domain)", "bad_field")
-    if not _accepts(reward_config, dom):
+    if not reward_config.accepts(dom):
         hint = ""
         if dom == raw:
             ability = (rec.meta.get("extra") or {}).get("ability")
@@ -110,11 +110,6 @@ def _domain_of(rec: Any, domains: Any, known: list[str], reward_config: Any) -> 
         raise RecordError(rec.path, rec.line, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}{hint}",
                           "bad_field")
     return dom
-
-
-def _accepts(reward_config: Any, domain: str) -> bool:
-    accepts = getattr(reward_config, "accepts", None)
-    return accepts(domain) if accepts is not None else domain in reward_config.known_domains()
 
 
 def rl_record(rec: Any, reward_config: Any, domains: Any, known: list[str], seen: set[str]) -> RLRecord:
