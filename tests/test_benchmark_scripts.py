@@ -59,3 +59,13 @@ def test_rlcs_ablation_runs_both_arms_within_the_budget(tmp_path):
     md = (out / "ablation.md").read_text()
     assert "RLCS end - uniform end, paired over the same held-out prompts" in md
     assert "| prompts rolled (budget) |" in md
+
+
+def test_formats_bench_packs_both_forms_identically(capsys):
+    bench = _load("formats_bench")
+    res = bench.main(["--records", "30", "--repeats", "1", "--seq-len", "2048"])
+    assert res["packs_identical"] is True and res["records"] == 30 and res["images"] == 45
+    assert res["jsonl_png"]["packs"] == res["parquet_embedded"]["packs"] >= 1
+    # the ratio is of unrounded seconds; the reported seconds are rounded to 1 ms of ~30 ms runs (< 5 %)
+    assert res["ratio_cpu"] == pytest.approx(res["parquet_embedded"]["cpu_s"] / res["jsonl_png"]["cpu_s"], rel=0.05)
+    assert json.loads(capsys.readouterr().out)["ratio_wall"] == res["ratio_wall"]

@@ -31,15 +31,14 @@ frame paired with itself, ``max_frames`` applied) are listed in ``Encoded.notes`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from glmv_cli.data.images import (AspectRatioError, ImageSettings, fast_size, grid_for_size, header_size,
-                                  tokens_for_grid)
+from glmv_cli.data.images import (AspectRatioError, ImageSettings, describe_source, fast_size, grid_for_size,
+                                  header_size, source_bytes, source_size, tokens_for_grid)
 from glmv_cli.data.positions import sample_positions
-from glmv_cli.data.schema import Record, RecordError, parse_record
+from glmv_cli.data.schema import Record, RecordError
 from glmv_cli.data.video import VideoError, VideoSettings, plan_sampling, probe
 
 VIDEO_REASONS = {"missing": "missing_video", "too_long": "video_too_long"}  # other VideoError kinds: bad_video
@@ -55,7 +54,7 @@ class Encoded:
     input_ids: np.ndarray   # int32 [n]
     labels: np.ndarray      # int32 [n]
     positions: np.ndarray   # int32 [4, n]
-    image_paths: list[str]
+    image_paths: list[Any]  # media sources: paths, or embedded bytes / Blobs (glmv_cli.data.images)
     grids: list[tuple[int, int, int]]
     source: tuple[int, int]  # (input index, line)
     kinds: list[int] = field(default_factory=list)   # per media entry: 0 image, 1 video (empty: all images)
@@ -66,9 +65,12 @@ class Encoded:
         return int(self.input_ids.shape[0])
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) of an image file from its first bytes (whole file only for odd formats)."""
-    with open(path, "rb") as f:
+def image_size(src: Any) -> tuple[int, int]:
+    """(width, height) of an image source -- a file, embedded bytes or a Blob -- from its first
+    bytes (the whole image only for odd formats)."""
+    if not isinstance(src, str):
+        return source_size(src, HEADER_BYTES)
+    with open(src, "rb") as f:
         head = f.read(HEADER_BYTES)
         size = fast_size(head)
         if size is not None and size[0] > 0 and size[1] > 0:
@@ -81,18 +83,20 @@ def image_grids(rec: Record, settings: ImageSettings = ImageSettings()) -> list[
     record and ``images[k]`` for a missing or unreadable image or an aspect ratio the model refuses.
     pack, rlcs, grade-difficulty and eval all check their records through this one function."""
     out = []
-    for k, path in enumerate(rec.images):
+    for k, src in enumerate(rec.images):
         try:
-            w, h = image_size(path)
+            w, h = image_size(src)
         except FileNotFoundError:
-            raise RecordError(rec.path, rec.line, f"images[{k}]", f"image file '{path}' does not exist",
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"image file '{src}' does not exist",
                               "missing_image") from None
         except (OSError, ValueError) as e:
-            raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "bad_image") from None
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"{describe_source(src)}: {e}",
+                              "bad_image") from None
         try:
             out.append(grid_for_size(w, h, settings))
         except AspectRatioError as e:
-            raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "aspect_ratio") from None
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"{describe_source(src)}: {e}",
+                              "aspect_ratio") from None
     return out
 
 
@@ -188,27 +192,34 @@ def media_bytes(e: Encoded) -> list[bytes]:
     """The bytes a pack stores per media entry: image files as read; videos per
     :func:`glmv_cli.data.video.stored_bytes` (a file as is, a frame folder's sampled frames)."""
     if not e.kinds or not any(e.kinds):
-        return [Path(p).read_bytes() for p in e.image_paths]
+        return [source_bytes(p) for p in e.image_paths]
     from glmv_cli.data.video import stored_bytes
 
     vids = iter(e.videos)
     out = []
     for path, kind in zip(e.image_paths, e.kinds):
-        out.append(stored_bytes(*next(vids)) if kind else Path(path).read_bytes())
+        out.append(stored_bytes(*next(vids)) if kind else source_bytes(path))
     return out
 
 
-def encode_lines(encoder: Encoder, items: Iterable[tuple[int, str, int, str]]) -> list[tuple]:
-    """Parses + encodes ``(input_index, path, line, text)`` items.
+def encode_lines(encoder: Encoder, items: Iterable[tuple]) -> list[tuple]:
+    """Reads + encodes ``(input_index, path, row, payload[, format, base_dir])`` items: ``payload``
+    is a JSONL line or a row dict, read as ``format`` (default glmv) by
+    :func:`glmv_cli.data.formats.read_record`, relative image paths resolved in ``base_dir``.
 
     Returns, per item, ``("ok", Encoded)`` or ``("bad", RecordError.as_tuple())``: plain values,
     so a worker process can send them back.
     """
+    from glmv_cli.data.formats import read_record
+
     out: list[tuple] = []
-    for idx, path, line, text in items:
+    for idx, path, line, payload, *how in items:
+        fmt = how[0] if how else "glmv"
+        base = how[1] if len(how) > 1 else None
         try:
             # the encoder opens every image anyway and reports a missing one with the same message
-            rec = parse_record(text, path=path, line=line, mode=encoder.mode, check_files=False)
+            rec = read_record(payload, fmt, path=path, line=line, mode=encoder.mode, base_dir=base,
+                              check_files=False)
             out.append(("ok", encoder.encode(rec, idx)))
         except RecordError as e:
             out.append(("bad", e.as_tuple()))

@@ -16,6 +16,12 @@ of :data:`REASONS`, the key under which ``--on-bad skip`` counts it in the manif
 normalised so that every ``content`` becomes a list of parts, with string placeholders split
 out; the i-th image part (in message order) is the i-th entry of ``images``.
 
+An ``images`` entry may also be the encoded image itself (``bytes``, e.g. from a parquet column or
+an HF ``Image`` feature, via :func:`parse_obj`) or a :class:`glmv_cli.data.blobs.Blob`; those
+stay as they are (no file to check). Records in other layouts (ShareGPT, TRL, verl, ...) are
+converted to this dict by :mod:`glmv_cli.data.formats` first, so this module stays the one
+validator.
+
 Videos: ``"videos": [path, ...]`` (a video file or a folder of frames) with ``<video>``
 placeholders / ``{"type": "video"}`` parts, the i-th video part being the i-th entry;
 ``Record.media`` lists ``"image"`` / ``"video"`` in placeholder order (text order for
@@ -69,7 +75,7 @@ class Record:
     kind: str                       # "chat" or "text"
     messages: list[dict] | None     # normalised: {"role", "content": [{"type": "text"|"image", ...}]}
     text: str | None
-    images: list[str] = field(default_factory=list)  # absolute paths, in placeholder order
+    images: list[Any] = field(default_factory=list)  # absolute paths (or bytes / Blobs), in placeholder order
     videos: list[str] = field(default_factory=list)  # absolute paths (files or frame folders)
     media: list[str] = field(default_factory=list)   # "image"/"video" in placeholder order
     meta: dict[str, Any] = field(default_factory=dict)
@@ -130,6 +136,18 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     except json.JSONDecodeError as e:
         raise RecordError(path, line, None, f"malformed JSON ({e.msg} at column {e.colno})",
                           "malformed_json") from None
+    return parse_obj(obj, path=path, line=line, mode=mode, base_dir=base_dir, check_files=check_files)
+
+
+def _is_image_data(p: Any) -> bool:
+    from glmv_cli.data.blobs import Blob
+
+    return isinstance(p, (bytes, bytearray, Blob))
+
+
+def parse_obj(obj: Any, *, path: str, line: int, mode: str, base_dir: str | None = None,
+              check_files: bool = True) -> Record:
+    """Validates one decoded record (a JSONL line's object, or a converted row of another format)."""
     if not isinstance(obj, dict):
         raise RecordError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "malformed_json")
 
@@ -141,8 +159,9 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     if not isinstance(images, list):
         raise RecordError(path, line, "images", "expected a list of image paths", "bad_field")
     for k, p in enumerate(images):
-        if not isinstance(p, str) or not p:
-            raise RecordError(path, line, f"images[{k}]", "expected a non-empty path string", "bad_field")
+        if not (isinstance(p, str) or _is_image_data(p)) or not p:
+            raise RecordError(path, line, f"images[{k}]", "expected a non-empty path string or image bytes",
+                              "bad_field")
     videos = obj.get("videos", [])
     if not isinstance(videos, list):
         raise RecordError(path, line, "videos", "expected a list of video paths", "bad_field")
@@ -197,6 +216,9 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     base = base_dir if base_dir is not None else _base_dir(path)
     resolved = []
     for k, p in enumerate(images):
+        if not isinstance(p, str):  # embedded bytes: nothing to resolve
+            resolved.append(p)
+            continue
         full = p if p.startswith("/") else os.path.normpath(os.path.join(base, p))
         if check_files and not os.path.isfile(full):
             raise RecordError(path, line, f"images[{k}]", f"image file '{full}' does not exist", "missing_image")
@@ -209,6 +231,6 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
             raise RecordError(path, line, f"videos[{k}]", f"video '{full}' does not exist", "missing_video")
         vids.append(full)
 
-    meta = {k: obj[k] for k in ("domain", "answer", "difficulty") if k in obj}
+    meta = {k: obj[k] for k in ("domain", "answer", "difficulty", "extra") if k in obj}
     return Record(path=path, line=line, id=str(rid), kind="chat" if messages is not None else "text",
                   messages=messages, text=body, images=resolved, meta=meta, videos=vids, media=media)

@@ -242,12 +242,12 @@ class GlmvLM(LM):
                  max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
                  style: str | None = None, device: str | None = None, dtype: str | None = None, seed: int = 0,
                  enable_thinking: bool = True, system: str | None = None, max_batch_size: int | None = None,
-                 **unknown: Any):
+                 image_min_pixels: int | None = None, image_max_pixels: int | None = None, **unknown: Any):
         super().__init__()
         if unknown:
             raise GlmvError(f"the glmv model adapter got unknown model_args: {', '.join(sorted(unknown))}; valid: "
                             "pretrained, batch_size, thinking_budget, answer_budget, max_new_tokens, temperature, "
-                            "top_p, style, device, dtype, seed, enable_thinking, system")
+                            "top_p, style, device, dtype, seed, enable_thinking, system, image_min_pixels, image_max_pixels")
         self.settings = GenSettings(thinking_budget=None if thinking_budget in (None, 0, "none") else int(thinking_budget),
                                     answer_budget=int(answer_budget),
                                     max_new_tokens=None if max_new_tokens is None else int(max_new_tokens),
@@ -260,7 +260,8 @@ class GlmvLM(LM):
             if pretrained is None:
                 raise GlmvError("the glmv model adapter needs pretrained=DIR (a model directory or preset)")
             generator = load_generator(pretrained, self.settings, batch_size=self.batch_size, device=device,
-                                       dtype=dtype, style=style)
+                                       dtype=dtype, style=style, image_min_pixels=image_min_pixels,
+                                       image_max_pixels=image_max_pixels)
         self.generator = generator
         self.model_name = str(pretrained) if pretrained is not None else type(generator).__name__
         self.stats: dict[str, Counter] = defaultdict(Counter)
@@ -312,10 +313,13 @@ class GlmvLM(LM):
 
 
 def load_generator(pretrained: str, settings: GenSettings, *, batch_size: int = 8, device: str | None = None,
-                   dtype: str | None = None, style: str | None = None) -> HFGenerator:
-    """Loads a glmv artifact, a Hugging Face GLM-4V directory or a preset into an HFGenerator."""
+                   dtype: str | None = None, style: str | None = None, image_min_pixels: int | None = None,
+                   image_max_pixels: int | None = None) -> HFGenerator:
+    """Loads a glmv artifact, a Hugging Face GLM-4V directory or a preset into an HFGenerator; the
+    pixel limits (glmv_cli.data.images.ImageSizeConfig) set its image processor's size."""
     import torch
 
+    from glmv_cli.data.images import ImageSizeConfig, apply_pixel_limits
     from glmv_cli.modeling import load
 
     if device in (None, "auto"):
@@ -325,4 +329,8 @@ def load_generator(pretrained: str, settings: GenSettings, *, batch_size: int = 
     model, processor = load(pretrained, dtype=dtype, device=device)
     if processor is None:
         raise GlmvError(f"{pretrained}: no tokenizer/processor found; a preset other than 'tiny' needs a checkpoint directory")
+    limits = ImageSizeConfig(None if image_min_pixels is None else int(image_min_pixels),
+                             None if image_max_pixels is None else int(image_max_pixels))
+    limits.check()
+    apply_pixel_limits(processor.image_processor, limits)
     return HFGenerator(model, processor, settings, batch_size=batch_size, style=style)

@@ -20,22 +20,19 @@ def prompt_from_record(record, tokenizer, image_processor, *, style: str = "glm4
                        enable_thinking: bool = True) -> Prompt:
     """Tokenizes a validated ``glmv_cli.data.schema.Record`` as a generation prompt.
 
-    Images are loaded with PIL and run through ``image_processor`` (the Glm4v PIL image
-    processor); each contributes grid.prod() / merge² ``<|image|>`` tokens.
+    Images (paths or embedded bytes) are decoded with PIL and run through ``image_processor``
+    (the Glm4v image processor, with its pixel limits); each contributes grid.prod() / merge²
+    ``<|image|>`` tokens.
     """
-    from PIL import Image
-
     from glmv_cli.data.chat import encode_chat
+    from glmv_cli.data.images import open_image
 
     tok = getattr(tokenizer, "tokenizer", tokenizer)
     msgs = prompt_messages(record.messages)
     pixel_values = grid = None
     counts: list[int] = []
     if record.images:
-        imgs = []
-        for p in record.images:
-            with Image.open(p) as im:
-                imgs.append(im.convert("RGB"))
+        imgs = [open_image(src) for src in record.images]
         enc = image_processor(images=imgs, return_tensors="pt")
         pixel_values, grid = enc["pixel_values"], enc["image_grid_thw"]
         merge = int(getattr(image_processor, "merge_size", 2))

@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from glmv_cli.artifacts import Manifest, read_manifest, write_json
+from glmv_cli.data.images import ImageSizeConfig
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -71,6 +72,7 @@ class EvalOptions:
     judge_api_key_env: Optional[str] = opt(None, "Environment variable holding the judge's API key (never the key "
                                                  "itself).")
     overwrite: bool = opt(False, "Replace an existing --out.")
+    images: ImageSizeConfig = field(default_factory=ImageSizeConfig)
 
     def check(self) -> None:
         from glmv_cli.evaluation.registry import SUITES
@@ -244,7 +246,9 @@ def _generator_factory(opts: EvalOptions, generator: Any):
             settings = GenSettings(thinking_budget=opts.thinking_budget, answer_budget=opts.answer_budget,
                                    temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed)
             box[0] = load_generator(str(opts.model), settings, batch_size=opts.batch_size, device=opts.device,
-                                    dtype=opts.dtype, style=None if opts.style == "auto" else opts.style)
+                                    dtype=opts.dtype, style=None if opts.style == "auto" else opts.style,
+                                    image_min_pixels=opts.images.image_min_pixels,
+                                    image_max_pixels=opts.images.image_max_pixels)
         return box[0]
     return get
 
