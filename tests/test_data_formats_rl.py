@@ -219,10 +219,11 @@ def test_user_reward_function_rules(geo3k, monkeypatch):
     slow = load_config(None, reward_fn="geo_rewards:slow")
     slow.reward_fn_timeout_s = 0.2
     assert score_detailed("p", "x", "7", "math", None, config=slow).error == "timeout"
-    for spec, msg in (("geo_rewards", "must be 'package.module:function'"), ("nope_mod:f", "cannot import 'nope_mod'"),
+    for spec, msg in (("geo_rewards", "must look like 'package.module:function'"),
+                      ("nope_mod:f", "importing module 'nope_mod' failed"),
                       ("geo_rewards:missing", "has no attribute 'missing'"), ("geo_rewards:LOG", "is not callable"),
-                      ("geo_rewards:two_args", "must take (prompt, response, reference, domain, extra)"),
-                      ("os:system; rm", "must be 'package.module:function'")):
+                      ("geo_rewards:two_args", "must accept (prompt, response, reference, domain, extra)"),
+                      ("os:system; rm", "must look like 'package.module:function'")):
         with pytest.raises(GlmvError, match=msg.replace("(", r"\(").replace(")", r"\)")):
             load_reward_fn(spec)
     sys.modules.pop("geo_rewards", None)
