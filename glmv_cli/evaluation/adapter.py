@@ -119,7 +119,7 @@ class HFGenerator:
 
     def __init__(self, model, processor, settings: GenSettings, *, batch_size: int = 8, style: str | None = None,
                  model_tag: str = "eval"):
-        from glmv_cli.data.chat import style_for_model_type
+        from glmv_cli.data.template import ChatFormat
         from glmv_cli.generation import HFEngine
 
         self.model = model
@@ -127,11 +127,11 @@ class HFGenerator:
         self.tokenizer = processor.tokenizer
         self.image_processor = processor.image_processor
         self.settings = settings
-        self.style = style or style_for_model_type(model.config.model_type)
+        self.format = ChatFormat.of(processor, model.config.model_type, style or "auto")
+        self.style = self.format.style
         self.engine = HFEngine(model, self.tokenizer, batch_size=batch_size, model_tag=model_tag)
 
     def _prompt(self, req: GenRequest):
-        from glmv_cli.data.chat import encode_chat
         from glmv_cli.generation import Prompt
 
         messages = ([{"role": "system", "content": req.system}] if req.system else []) + \
@@ -143,9 +143,9 @@ class HFGenerator:
             pixel_values, grid = enc["pixel_values"], enc["image_grid_thw"]
             merge = int(getattr(self.image_processor, "merge_size", 2))
             counts = [int(g.prod().item()) // (merge * merge) for g in grid]
-        ids = encode_chat(self.tokenizer, messages, image_token_counts=counts, style=self.style,
-                          add_generation_prompt=True, enable_thinking=self.settings.enable_thinking)["input_ids"]
-        return Prompt(id=req.id, input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
+        ids, _, _ = self.format.arrays(self.tokenizer, messages, image_token_counts=counts, add_generation_prompt=True,
+                                       enable_thinking=self.settings.enable_thinking)
+        return Prompt(id=req.id, input_ids=ids.tolist(), pixel_values=pixel_values, image_grid_thw=grid)
 
     def _params(self):
         from glmv_cli.generation import SamplingParams

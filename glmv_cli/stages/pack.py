@@ -22,7 +22,6 @@ Unusable videos are bad records (reasons ``bad_video``, ``missing_video``, ``vid
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -63,7 +62,9 @@ class PackOptions:
                       choices=("fail", "skip"))
     on_overlong: str = opt("drop", "drop (counted in the manifest) or fail on samples longer than --seq-len.",
                            choices=("drop", "fail"))
-    style: str = opt("auto", "Chat format: auto (from the model), glm41v or glm45v.", choices=STYLE_CHOICES)
+    style: str = opt("auto", "Answer format: auto (from the model's chat template, else its type), glm41v "
+                             "(<answer> tags) or glm45v (none). Records in the other family's form are converted.",
+                     choices=STYLE_CHOICES)
     train_on: str = opt("last", "sft: train the assistant turns after the last user turn (last) or all of them "
                                 "(all).", choices=("last", "all"))
     overwrite: bool = opt(False, "Replace an existing --out.")
@@ -107,16 +108,13 @@ def resolve_input(spec: str, mode: str) -> list[InputFile]:
     return [InputFile(str(p), weight, art)]
 
 
-def model_style(model: str) -> str:
-    """glm41v or glm45v from the model's type (a preset name or a directory with config.json)."""
-    from glmv_cli.data.chat import style_for_model_type
+def model_format(model: str, processor: Any, style: str = "auto") -> Any:
+    """The ``ChatFormat`` of ``model`` (a preset, directory or Hub id): its own chat template when it
+    ships one, the style from that template (else from the model type) unless ``style`` is given."""
+    from glmv_cli.data.template import ChatFormat
+    from glmv_cli.modeling import model_type
 
-    cfg = Path(model) / "config.json"
-    if cfg.is_file():
-        return style_for_model_type(json.loads(cfg.read_text(encoding="utf-8")).get("model_type", "glm4v"))
-    from glmv_cli.modeling.presets import preset_config
-
-    return style_for_model_type(preset_config(model).model_type)
+    return ChatFormat.of(processor, model_type(model), style)
 
 
 # -- workers -------------------------------------------------------------------------------------
@@ -125,16 +123,20 @@ _ENCODER = None
 
 
 def _make_encoder(model: str, mode: str, style: str, train_on: str):
+    """(encoder, processor, chat format) for ``model``; ``style`` auto follows the model."""
     from glmv_cli.data.encode import Encoder
     from glmv_cli.modeling import load_processor
 
     proc = load_processor(model)
-    return Encoder(proc.tokenizer, proc.image_processor, mode=mode, style=style, train_on=train_on), proc
+    fmt = model_format(model, proc, style)
+    enc = Encoder(proc.tokenizer, proc.image_processor, mode=mode, style=fmt.style, train_on=train_on,
+                  template=fmt.template)
+    return enc, proc, fmt
 
 
 def _init_worker(model: str, mode: str, style: str, train_on: str) -> None:
     global _ENCODER
-    _ENCODER, _ = _make_encoder(model, mode, style, train_on)
+    _ENCODER, _, _ = _make_encoder(model, mode, style, train_on)
 
 
 def _work(items: list) -> list:
@@ -207,11 +209,11 @@ def pack(opts: PackOptions) -> Manifest:
     from glmv_cli.data.storage import INDEX, write_index
 
     opts.validate()
-    style = model_style(opts.model) if opts.style == "auto" else opts.style
-    encoder, proc = _make_encoder(opts.model, opts.mode, style, opts.train_on)
+    encoder, proc, fmt = _make_encoder(opts.model, opts.mode, opts.style, opts.train_on)
+    style = fmt.style
     t0 = time.perf_counter()
     items = _read_items(opts.files)
-    results = encode_all(items, opts, style, encoder)
+    results = encode_all(items, opts, opts.style, encoder)
     t_encode = time.perf_counter() - t0
 
     dropped = {r: 0 for r in REASONS}
@@ -300,23 +302,33 @@ def pack(opts: PackOptions) -> Manifest:
             "seconds_pack": round(t_pack, 3),
             "records_per_s": round(n_in / t_encode, 1) if t_encode > 0 else None,
         })
+        notes: dict[str, int] = {}
+        for s in samples:
+            for n in s.notes:
+                notes[n] = notes.get(n, 0) + 1
+        # records whose answers were rewritten into the model's family's form, and whose labels were
+        # carried over to the model's own chat template (its text differs from glmv's rendering)
+        art.metrics["answers_converted"] = notes.pop("answer_converted", 0)
+        art.metrics["template_realigned"] = notes.pop("template_realigned", 0)
         if n_videos:  # only then: image-only manifests are unchanged
-            notes: dict[str, int] = {}
-            for s in samples:
-                for n in s.notes:
-                    notes[n] = notes.get(n, 0) + 1
             art.metrics["videos"] = n_videos
             art.metrics["video_handling"] = notes
         art.extra.update({"tokenizer": ident, "seq_len": opts.seq_len, "mode": opts.mode,
-                          "index": INDEX, "per_input": per_input})
+                          "index": INDEX, "per_input": per_input, "chat_template": fmt.source})
     return read_manifest(opts.out)
 
 
 DOC = """Tokenise JSONL records and pack them into rows of --seq-len tokens for pretrain / sft.
 
-Records, one JSON object per line: {"id", "messages": [{"role": system|user|assistant,
-"content": text with <image> placeholders, or [{"type": "text", "text"}, {"type": "image"}]}],
-"images": [paths relative to the file], ...}, or for pretraining {"text", "images"}. Each --input
+Records, one JSON object per line. Fields read: "id" (optional), "messages": [{"role":
+system|user|assistant, "content": text with <image> / <video> placeholders, or [{"type": "text",
+"text"}, {"type": "image"}, {"type": "video"}]; an assistant message may give its thinking apart
+in "reasoning_content" (or "thinking"), trained as the <think> part}], "images" and "videos"
+(paths relative to the file), or for pretraining {"text", "images", "videos"}; other fields
+(domain, answer, difficulty, ...) are carried along and not trained. Conversations are rendered
+with the model's own chat template when it ships one (glmv checks that the tokens it trains line
+up with that rendering) and answers in the other model family's form are converted (GLM-4.1V
+<answer> tags for a GLM-4.5V model and back). Each --input
 is a JSONL file, optionally FILE:WEIGHT (a repeat / subsample factor, drawn with --seed), or an
 artifact directory (its <mode>.jsonl, e.g. from glmv synth). Samples are never split;
 best-fit-decreasing packing fills ~99.9 % of the slots. Each row carries 4-row position ids (text
