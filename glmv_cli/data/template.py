@@ -31,13 +31,15 @@ conversion is unambiguous — GLM-4.1V ``<think>R</think><answer>A</answer>`` be
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from glmv_cli.data.chat import (GLM41V_TEMPLATE, GLM45V_TEMPLATE, ChatFormatError, encode_segments, message_reasoning,
-                                render_prompt, render_segments, style_for_model_type)
+from glmv_cli.data.chat import (GLM41V_TEMPLATE, GLM45V_TEMPLATE, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, ChatFormatError,
+                                encode_segments, message_reasoning, render_prompt, render_segments,
+                                style_for_model_type)
 
 ANS_O, ANS_C = "<answer>", "</answer>"
 THINK_O, THINK_C = "<think>", "</think>"
@@ -141,6 +143,8 @@ def template_messages(messages: Sequence[dict], *, reads_reasoning: bool) -> lis
     out = []
     for i, m in enumerate(messages):
         content = m.get("content")
+        if isinstance(content, str) and (IMAGE_PLACEHOLDER in content or VIDEO_PLACEHOLDER in content):
+            content = _placeholder_parts(content)  # templates know media parts, not glmv's placeholders
         if isinstance(content, (list, tuple)) and all(isinstance(p, dict) and p.get("type") == "text"
                                                       for p in content):
             content = "".join(p.get("text", "") for p in content)
@@ -155,6 +159,16 @@ def template_messages(messages: Sequence[dict], *, reads_reasoning: bool) -> lis
                 msg["content"] = [{"type": "text", "text": THINK_O + reasoning + THINK_C}, *content]
         out.append(msg)
     return out
+
+
+def _placeholder_parts(text: str) -> list[dict]:
+    parts = []
+    for k, chunk in enumerate(re.split(r"(<image>|<video>)", text)):
+        if k % 2:
+            parts.append({"type": "image" if chunk == IMAGE_PLACEHOLDER else "video"})
+        elif chunk:
+            parts.append({"type": "text", "text": chunk})
+    return parts
 
 
 # -------------------------------------------------------------------------------------------- alignment
