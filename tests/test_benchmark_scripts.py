@@ -60,3 +60,10 @@ def test_rlcs_ablation_runs_both_arms_within_the_budget(tmp_path):
     md = (out / "ablation.md").read_text()
     assert "RLCS end - uniform end, paired over the same held-out prompts" in md
     assert "| prompts rolled (budget) |" in md
+
+
+def test_template_bench_reports_each_path():
+    out = _load("template_bench").main(["--records", "20"])
+    assert out["records"] == 20
+    for k in ("glmv_us", "template_equal_us", "glmv_two_turn_us", "template_realigned_us"):
+        assert out[k] > 0, k

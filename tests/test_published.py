@@ -151,7 +151,9 @@ def test_save_dtype_changes_weights_and_the_config_dtype_only(saved41, tmp_path)
     save(model, None, tmp_path, source=src, dtype="fp32")
     assert weights_dtype(tmp_path) == "fp32"
     a, b = json.loads((src / "config.json").read_text()), json.loads((tmp_path / "config.json").read_text())
-    assert b.pop("dtype") == "float32" and a.pop("dtype") == "bfloat16" and a == b
+    for cfg, want in ((a, "bfloat16"), (b, "float32")):
+        assert cfg.pop("dtype") == want and cfg["text_config"].pop("dtype") == want
+    assert a == b
     assert filecmp.cmp(src / "generation_config.json", tmp_path / "generation_config.json", shallow=False)
 
 

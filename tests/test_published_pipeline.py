@@ -125,3 +125,31 @@ def test_pack_converts_the_other_familys_answer_form(published, synth_data, tmp_
     text = "".join(trained)
     assert text.count("<|begin_of_box|>") == 6
     assert ("<answer>" in text) == (kind == "glm41v")
+
+
+@pytest.mark.parametrize("kind", ["glm41v", "glm45v"])
+def test_pretrain_extend_context_and_push_keep_the_published_files(published, synth_data, tmp_path, kind):
+    """The training stages that change the model's config change only that key of config.json."""
+    model = published(kind)
+    _run("pack", "--model", model, "--input", synth_data / STYLE[kind], "--out", tmp_path / "pt", "--mode",
+         "pretrain", "--seq-len", "256")
+    _run("pretrain", "--model", model, "--data", tmp_path / "pt", "--out", tmp_path / "pre", "--max-steps", "1",
+         "--lr", "1e-5", "--save-dtype", "fp32")
+    from glmv_cli.modeling import weights_dtype
+
+    assert weights_dtype(tmp_path / "pre") == "fp32"
+    _run("extend-context", "--model", tmp_path / "pre", "--data", tmp_path / "pt", "--out", tmp_path / "long",
+         "--seq-len", "131072", "--max-steps", "1", "--lr", "1e-5")
+    src, got = (json.loads((d / "config.json").read_text()) for d in (model, tmp_path / "long"))
+    assert got["text_config"].pop("max_position_embeddings") == 131072
+    assert src["text_config"].pop("max_position_embeddings") == 65536
+    for cfg in (src, got):  # the weights went fp32 at pretrain (--save-dtype) and stayed so (auto)
+        cfg.pop("dtype"), cfg["text_config"].pop("dtype")
+    assert src == got and weights_dtype(tmp_path / "long") == "fp32"
+    for f in ("generation_config.json", "tokenizer.json", "tokenizer_config.json", "chat_template.jinja",
+              "preprocessor_config.json", "video_preprocessor_config.json"):
+        assert filecmp.cmp(model / f, tmp_path / "long" / f, shallow=False), f
+    out = _run("push", tmp_path / "long", "--repo", "someone/tiny-glm", "--dry-run", "--out", tmp_path / "card")
+    plan = json.loads((tmp_path / "card" / "upload_plan.json").read_text())
+    names = {f["path_in_repo"] for f in plan["files"]}
+    assert {"config.json", "video_preprocessor_config.json", "chat_template.jinja"} <= names, out

@@ -126,3 +126,16 @@ def test_stages_without_a_model_are_errors(data, tmp_path):
         r = runner.invoke(app, args)
         assert r.exit_code == 2 and "--model" in r.output, (args, r.output)
         assert not Path(args[-1]).exists()
+
+
+def test_glm46v_family_rolls_out_and_trains(published, data, tmp_path):
+    """Model type glm46v (transformers' Glm46V classes, the 4.5V format): rlcs runs and scores 1.0."""
+    model = published("glm46v", digits=("3",))
+    out = tmp_path / "rl46"
+    r = runner.invoke(app, ["rlcs", "--model", str(model), "--data", str(data / "rl.jsonl"), "--out", str(out),
+                            "--steps", "1", "--group-size", "2", "--batch-prompts", "1", "--max-new-tokens", "20",
+                            "--micro-batch", "4"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((out / "manifest.json").read_text())["metrics"]
+    assert m["style"] == "glm45v" and m["final_reward"] == 1.0
+    assert json.loads((out / "config.json").read_text())["model_type"] == "glm46v"

@@ -454,7 +454,7 @@ def save(model, processor, out_dir: str | os.PathLike, *, max_shard_size: int | 
     model.save_pretrained(str(out), max_shard_size=max_shard_size, state_dict=state)
     _write_single_shard_index(out)
     if src is not None:
-        carried = _carry_model_files(src, out, _dtype_name(target))
+        carried = _carry_model_files(src, out, _dtype_name(target), model.config.to_dict())
     else:  # transformers writes the dtype of the parameters in memory, not of the saved state
         carried = []
         cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
@@ -467,27 +467,41 @@ def save(model, processor, out_dir: str | os.PathLike, *, max_shard_size: int | 
     )
 
 
-def _carry_model_files(src: Path, out: Path, dtype: str) -> list[str]:
-    """Copies ``MODEL_FILES`` of ``src`` into ``out`` byte for byte; config.json's dtype is rewritten
-    when the weights are saved in another dtype. Returns the names copied."""
+def _carry_model_files(src: Path, out: Path, dtype: str, config: dict) -> list[str]:
+    """Copies ``MODEL_FILES`` of ``src`` into ``out`` byte for byte. config.json is rewritten only where
+    the model's config (``config``, ``to_dict()``) now says otherwise (another weight dtype,
+    extend-context's max_position_embeddings), in the source's own layout. Returns the names copied."""
     done = []
     for name in MODEL_FILES:
         f = src / name
         if not f.is_file():
             continue
         if name == "config.json":
-            text = f.read_text(encoding="utf-8")
-            cfg = json.loads(text)
-            keys = [k for k in ("dtype", "torch_dtype") if k in cfg]
-            if any(cfg[k] != dtype for k in keys):
-                for k in keys:
-                    cfg[k] = dtype
-                (out / name).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+            source = json.loads(f.read_text(encoding="utf-8"))
+            patched = _patched_config(source, config, dtype)
+            if patched != source:
+                (out / name).write_text(json.dumps(patched, indent=2) + "\n", encoding="utf-8")
                 done.append(name)
                 continue
         shutil.copyfile(f, out / name)
         done.append(name)
     return done
+
+
+def _patched_config(source: dict, new: dict, dtype: str) -> dict:
+    """``source`` (a config.json) with each value it holds replaced by ``new``'s where they differ, and
+    every dtype key set to ``dtype``; keys only ``new`` has (transformers' defaults) are not added."""
+    out = {}
+    for k, v in source.items():
+        if k in ("dtype", "torch_dtype"):
+            out[k] = dtype
+        elif k == "transformers_version" or k not in new:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(new[k], dict):
+            out[k] = _patched_config(v, new[k], dtype)
+        else:
+            out[k] = new[k]
+    return out
 
 
 def save_processor(processor, out: Path, model_type: str = "glm4v", keep: tuple | list = ()) -> None:
