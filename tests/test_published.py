@@ -248,3 +248,39 @@ def test_hub_id_resolves_from_the_cache_in_every_loader(published, tmp_path, mon
     assert load_processor("zai-org/GLM-4.1V-9B-Thinking").tokenizer.convert_tokens_to_ids("<|image|>") == 151343
     with pytest.raises(GlmvError, match=r"'zai-org/GLM-4.5V': cannot fetch from the Hub \(HF_HUB_OFFLINE=1"):
         model_type("zai-org/GLM-4.5V")
+
+
+def test_pack_takes_a_hub_id(published, tmp_path, monkeypatch):
+    import huggingface_hub.constants as C
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from glmv_cli.main import app
+
+    _fake_hub_cache(tmp_path / "hub", "zai-org/GLM-4.5V", published("glm45v"))
+    monkeypatch.setattr(C, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    Image.new("RGB", (112, 112)).save(tmp_path / "a.png")
+    rec = {"messages": [{"role": "user", "content": "<image>How many?"},
+                        {"role": "assistant", "content": "<think>one</think><answer>1</answer>"}], "images": ["a.png"]}
+    (tmp_path / "d.jsonl").write_text(json.dumps(rec) + "\n")
+    r = CliRunner().invoke(app, ["pack", "--model", "zai-org/GLM-4.5V", "--input", str(tmp_path / "d.jsonl"),
+                                 "--out", str(tmp_path / "p"), "--seq-len", "128"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert (m["options"]["style"], m["chat_template"], m["metrics"]["answers_converted"]) == ("glm45v", "checkpoint", 1)
+
+
+def test_legacy_glmv_processor_names_are_replaced_when_carried(tmp_path):
+    from glmv_cli.modeling import load, save
+
+    model, proc = load("tiny")
+    src = tmp_path / "old"
+    save(model, proc, src)
+    for f in ("processor_config.json", "tokenizer_config.json"):  # as glmv wrote them before
+        data = json.loads((src / f).read_text())
+        data["processor_class"] = "GlmvProcessor"
+        (src / f).write_text(json.dumps(data))
+    assert type(load(src)[1]).__name__ == "GlmvProcessor"
+    save(model, None, tmp_path / "new", source=src)
+    for f in ("processor_config.json", "tokenizer_config.json"):
+        assert json.loads((tmp_path / "new" / f).read_text())["processor_class"] == "Glm4vProcessor"

@@ -484,8 +484,21 @@ def _carry_model_files(src: Path, out: Path, dtype: str, config: dict) -> list[s
                 done.append(name)
                 continue
         shutil.copyfile(f, out / name)
+        if name in _LEGACY_NAMED and '"GlmvProcessor"' in f.read_text(encoding="utf-8"):
+            _rename_legacy_processor(out / name, config.get("model_type", "glm4v"))
         done.append(name)
     return done
+
+
+_LEGACY_NAMED = ("processor_config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def _rename_legacy_processor(path: Path, model_type: str) -> None:
+    """A file older glmv versions wrote naming ``GlmvProcessor``: named transformers' class instead."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("processor_class") == "GlmvProcessor":
+        data["processor_class"] = PROCESSOR_CLASSES.get(model_type, "Glm4vProcessor")
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _patched_config(source: dict, new: dict, dtype: str) -> dict:
