@@ -325,7 +325,7 @@ system|user|assistant, "content": text with <image> / <video> placeholders, or [
 "text"}, {"type": "image"}, {"type": "video"}]; an assistant message may give its thinking apart
 in "reasoning_content" (or "thinking"), trained as the <think> part}], "images" and "videos"
 (paths relative to the file), or for pretraining {"text", "images", "videos"}; other fields
-(domain, answer, difficulty, ...) are carried along and not trained. Conversations are rendered
+(domain, answer, difficulty, ...) are not read by pack. Conversations are rendered
 with the model's own chat template when it ships one (glmv checks that the tokens it trains line
 up with that rendering) and answers in the other model family's form are converted (GLM-4.1V
 <answer> tags for a GLM-4.5V model and back). Each --input
