@@ -59,7 +59,8 @@ class Encoded:
     source: tuple[int, int]  # (input index, line)
     kinds: list[int] = field(default_factory=list)   # per media entry: 0 image, 1 video (empty: all images)
     videos: list[Any] = field(default_factory=list)  # per video: (VideoMeta, SamplePlan)
-    notes: list[str] = field(default_factory=list)   # counted video handling: over_cap, single_frame, capped
+    notes: list[str] = field(default_factory=list)   # counted handling: video over_cap / single_frame / capped,
+    #                                                  answer_converted, template_realigned
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -104,9 +105,11 @@ class Encoder:
     """Turns records into :class:`Encoded` samples for one tokenizer and image processor."""
 
     def __init__(self, tokenizer: Any, image_processor: Any, *, mode: str, style: str, train_on: str = "last",
-                 video: VideoSettings | None = None):
+                 video: VideoSettings | None = None, template: str | None = None):
+        from glmv_cli.data.template import ChatFormat
         from glmv_cli.modeling.video_processor import GlmvVideoProcessor
 
+        self.format = ChatFormat(style, template)
         self.tokenizer = tokenizer
         self.settings = ImageSettings.from_processor(image_processor)
         self.video = video or VideoSettings()
@@ -137,23 +140,40 @@ class Encoder:
             out.append((meta, plan, grid))
         return out
 
+    def _chat(self, rec: Record, counts: list[int], layouts: list) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Ids and labels of a chat record in the model's format, and what was adapted: the answer
+        form converted to the model's family, or the labels carried over to the model's own template."""
+        from glmv_cli.data.chat import ChatFormatError
+        from glmv_cli.data.template import convert_answer_form
+
+        try:
+            messages, converted = convert_answer_form(rec.messages, self.style)
+        except ChatFormatError as e:
+            raise RecordError(rec.path, rec.line, "messages", str(e), "answer_format") from None
+        try:
+            ids, labels, realigned = self.format.arrays(self.tokenizer, messages, image_token_counts=counts,
+                                                        video_layouts=layouts, train_on=self.train_on)
+        except ChatFormatError as e:  # schema.py checks the same rules first; what is left is the template's
+            reason = "template_mismatch" if "chat template" in str(e) else "bad_field"
+            raise RecordError(rec.path, rec.line, "messages", str(e), reason) from None
+        return ids, labels, ["answer_converted"] * bool(converted) + ["template_realigned"] * realigned
+
     def encode(self, rec: Record, input_index: int = 0) -> Encoded:
-        from glmv_cli.data.chat import ChatFormatError, chat_arrays, pretrain_arrays
+        from glmv_cli.data.chat import ChatFormatError, pretrain_arrays
 
         grids = self.grids(rec)
         counts = [tokens_for_grid(g, self.settings) for g in grids]
         vids = self.video_plans(rec) if rec.videos else []
         layouts = [(self.video_processor.tokens_per_pair(g), plan.pair_timestamps) for _, plan, g in vids]
-        try:
-            if rec.kind == "text":
+        adapted: list[str] = []
+        if rec.kind == "text":
+            try:
                 ids64, labels64 = pretrain_arrays(self.tokenizer, rec.text, image_token_counts=counts,
                                                   video_layouts=layouts)
-            else:
-                ids64, labels64 = chat_arrays(self.tokenizer, rec.messages, image_token_counts=counts,
-                                              style=self.style, train_on=self.train_on, video_layouts=layouts)
-        except ChatFormatError as e:  # schema.py checks the same rules first; this is a backstop
-            raise RecordError(rec.path, rec.line, "messages" if rec.kind == "chat" else "text", str(e),
-                              "bad_field") from None
+            except ChatFormatError as e:  # schema.py checks the same rules first; this is a backstop
+                raise RecordError(rec.path, rec.line, "text", str(e), "bad_field") from None
+        else:
+            ids64, labels64, adapted = self._chat(rec, counts, layouts)
         ids = ids64.astype(np.int32)
         if self.mode == "pretrain" and rec.kind == "chat":
             labels = np.where(np.isin(ids, self._no_label_pretrain), IGNORE, ids).astype(np.int32)
@@ -164,7 +184,7 @@ class Encoder:
         labels[0] = IGNORE
         if not vids:
             pos = sample_positions(types.view(np.int8), grids, self.settings.merge_size, dtype=np.int32)
-            return Encoded(ids, labels, pos, list(rec.images), grids, (input_index, rec.line))
+            return Encoded(ids, labels, pos, list(rec.images), grids, (input_index, rec.line), notes=adapted)
         # the whole video block is input (timestamps too), in every mode
         opened = np.cumsum(ids == self.video_start_id) - np.cumsum(ids == self.video_end_id)
         labels[(opened > 0) | (ids == self.video_end_id)] = IGNORE
@@ -181,9 +201,9 @@ class Encoder:
             paths.append(path)
             kinds.append(0 if kind == "image" else 1)
         pos = sample_positions(types.view(np.int8), rope_grids, self.settings.merge_size, dtype=np.int32)
-        notes = [n for _, plan, _ in vids for n, on in (("video_over_cap", plan.over_cap),
-                                                         ("video_single_frame", plan.single_frame),
-                                                         ("video_capped", plan.capped)) if on]
+        notes = adapted + [n for _, plan, _ in vids for n, on in (("video_over_cap", plan.over_cap),
+                                                                  ("video_single_frame", plan.single_frame),
+                                                                  ("video_capped", plan.capped)) if on]
         return Encoded(ids, labels, pos, paths, media_grids, (input_index, rec.line), kinds,
                        [(m, p) for m, p, _ in vids], notes)
 

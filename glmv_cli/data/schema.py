@@ -6,7 +6,10 @@ A record is one JSONL line::
      "images": [path, ...], "domain": str, "answer": str, "difficulty": 1..5}
 
 ``content`` is either a string with ``<image>`` placeholders or a list of ``{"type": "text",
-"text": ...}`` / ``{"type": "image"}`` parts. Pretraining records may instead be ``{"text": "...
+"text": ...}`` / ``{"type": "image"}`` parts. An assistant message may carry its thinking apart from
+the answer in ``reasoning_content`` (alias ``thinking``), a string: it is trained as the turn's
+``<think>…</think>`` part (normalised to ``reasoning_content``); giving it there and as ``<think>`` in
+the content is an error. Pretraining records may instead be ``{"text": "...
 <image> ...", "images": [...]}``. Image paths are relative to the JSONL file's directory or
 absolute.
 
@@ -44,7 +47,7 @@ PLACEHOLDER = "<image>"
 VIDEO_PLACEHOLDER = "<video>"
 REASONS = ("malformed_json", "bad_field", "unknown_role", "empty_assistant", "image_count",
            "missing_image", "bad_image", "aspect_ratio", "overlong", "video_count", "missing_video",
-           "bad_video", "video_too_long")
+           "bad_video", "video_too_long", "answer_format", "template_mismatch")
 _SPLIT = re.compile("(<image>|<video>)")
 
 
@@ -123,6 +126,27 @@ def _is_empty(parts: list[dict]) -> bool:
     return all(p["type"] == "text" and not p["text"].strip() for p in parts)
 
 
+def _reasoning(m: dict, role: str, parts: list[dict], path: str, line: int, i: int) -> str | None:
+    """The thinking of an assistant message given apart from its content (``reasoning_content``, or its
+    alias ``thinking``), checked; it is trained as the ``<think>`` part of the turn."""
+    from glmv_cli.data.chat import REASONING_FIELDS, ChatFormatError, message_reasoning
+
+    given = [k for k in REASONING_FIELDS if m.get(k) is not None]
+    if not given:
+        return None
+    f = f"messages[{i}].{given[0]}"
+    if role != "assistant":
+        raise RecordError(path, line, f, f"only assistant messages have reasoning (this one is {role})", "bad_field")
+    try:
+        reasoning = message_reasoning(m, f"messages[{i}]")
+    except ChatFormatError as e:
+        raise RecordError(path, line, f, str(e).split(": ", 1)[-1], "bad_field") from None
+    if any(p["type"] == "text" and ("<think>" in p["text"] or "</think>" in p["text"]) for p in parts):
+        raise RecordError(path, line, f, "the reasoning is given twice: here and as <think>…</think> in the content; "
+                          "keep one of them", "bad_field")
+    return reasoning
+
+
 @functools.lru_cache(maxsize=256)
 def _base_dir(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
@@ -187,9 +211,13 @@ def parse_obj(obj: Any, *, path: str, line: int, mode: str, base_dir: str | None
             if "content" not in m:
                 raise RecordError(path, line, f"messages[{i}].content", "missing", "bad_field")
             parts = _content_parts(m["content"], path, line, f"messages[{i}].content")
-            if role == "assistant" and _is_empty(parts):
+            reasoning = _reasoning(m, role, parts, path, line, i)
+            if role == "assistant" and _is_empty(parts) and not (reasoning or "").strip():
                 raise RecordError(path, line, f"messages[{i}].content", "empty assistant turn", "empty_assistant")
-            messages.append({"role": role, "content": parts})
+            msg = {"role": role, "content": parts}
+            if reasoning is not None:
+                msg["reasoning_content"] = reasoning
+            messages.append(msg)
         if mode == "sft" and not any(m["role"] == "assistant" for m in messages):
             raise RecordError(path, line, "messages", "no assistant turn (mode sft trains on assistant replies)",
                               "bad_field")

@@ -124,7 +124,7 @@ class HFGenerator:
 
     def __init__(self, model, processor, settings: GenSettings, *, batch_size: int = 8, style: str | None = None,
                  model_tag: str = "eval"):
-        from glmv_cli.data.chat import style_for_model_type
+        from glmv_cli.data.template import ChatFormat
         from glmv_cli.generation import HFEngine
 
         self.model = model
@@ -132,7 +132,8 @@ class HFGenerator:
         self.tokenizer = processor.tokenizer
         self.image_processor = processor.image_processor
         self.settings = settings
-        self.style = style or style_for_model_type(model.config.model_type)
+        self.format = ChatFormat.of(processor, model.config.model_type, style or "auto")
+        self.style = self.format.style
         self.engine = HFEngine(model, self.tokenizer, batch_size=batch_size, model_tag=model_tag)
 
     def _media(self, req: GenRequest):
@@ -170,7 +171,6 @@ class HFGenerator:
     def _prompt(self, req: GenRequest):
         import torch
 
-        from glmv_cli.data.chat import encode_chat
         from glmv_cli.generation import Prompt
 
         messages = ([{"role": "system", "content": req.system}] if req.system else []) + \
@@ -178,9 +178,9 @@ class HFGenerator:
         rows, grids, counts, layouts = self._media(req)
         pixel_values = torch.cat(rows) if rows else None
         grid = torch.cat(grids) if grids else None
-        ids = encode_chat(self.tokenizer, messages, image_token_counts=counts, video_layouts=layouts, style=self.style,
-                          add_generation_prompt=True, enable_thinking=self.settings.enable_thinking)["input_ids"]
-        return Prompt(id=req.id, input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
+        ids, _, _ = self.format.arrays(self.tokenizer, messages, image_token_counts=counts, video_layouts=layouts,
+                                       add_generation_prompt=True, enable_thinking=self.settings.enable_thinking)
+        return Prompt(id=req.id, input_ids=ids.tolist(), pixel_values=pixel_values, image_grid_thw=grid)
 
     def _params(self):
         from glmv_cli.generation import SamplingParams

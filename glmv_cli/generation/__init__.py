@@ -52,7 +52,9 @@ touched: its tokens equal those of an unbudgeted run with the same seed.
 
 Finish reasons: ``stop`` (sampled a stop token), ``length`` (hit ``max_new_tokens`` without forcing),
 ``forced`` (the answer was forced; it then ended by a stop token or by the answer budget). The stop
-token is kept in ``token_ids`` (the policy must learn to stop) but not in ``text``.
+token is kept in ``token_ids`` (the policy must learn to stop); ``text`` drops it only when it is a pure
+control token (``STOP_TOKENS``). A checkpoint's generation_config may list a content token as eos (GLM-4.1V:
+``</answer>``): that ends the rollout and stays in the text, where the reward's format gate needs it.
 ``max_new_tokens`` caps thinking plus a natural answer; a forced tail may run past it by at most
 ``len(forced) + answer_budget`` tokens.
 
@@ -63,10 +65,10 @@ weights are synced from the learner.
 from glmv_cli.generation.hf import HFEngine
 from glmv_cli.generation.prompts import prompt_from_record, prompt_messages, prompt_text
 from glmv_cli.generation.sampling import (BANNED_TOKENS, FINISH_REASONS, STOP_TOKENS, Prompt, Rollout, SamplingParams,
-                                          banned_token_ids, mask_banned, rollout_seed, sample_from_logits,
-                                          special_ids)
+                                          banned_token_ids, control_stop_ids, mask_banned, rollout_seed,
+                                          sample_from_logits, special_ids)
 from glmv_cli.generation.vllm import TextPrompt, VLLMEngine, vllm_available
 
 __all__ = ["BANNED_TOKENS", "FINISH_REASONS", "STOP_TOKENS", "HFEngine", "Prompt", "Rollout", "SamplingParams",
-           "TextPrompt", "VLLMEngine", "banned_token_ids", "mask_banned", "prompt_from_record", "prompt_messages",
-           "prompt_text", "rollout_seed", "sample_from_logits", "special_ids", "vllm_available"]
+           "TextPrompt", "VLLMEngine", "banned_token_ids", "control_stop_ids", "mask_banned", "prompt_from_record",
+           "prompt_messages", "prompt_text", "rollout_seed", "sample_from_logits", "special_ids", "vllm_available"]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from glmv_cli.generation.sampling import (Prompt, Rollout, SamplingParams, _RowState, banned_token_ids, mask_banned,
-                                          rollout_seed, sample_from_logits, special_ids)
+from glmv_cli.generation.sampling import (Prompt, Rollout, SamplingParams, _RowState, banned_token_ids,
+                                          control_stop_ids, mask_banned, response_ids, rollout_seed,
+                                          sample_from_logits, special_ids)
 
 
 class HFEngine:
@@ -134,8 +135,9 @@ class HFEngine:
                 cache, logits = o.past_key_values, o.logits[:, -1]
                 next_pos = next_pos + 1
         res: list[list[Rollout]] = [[] for _ in prompts]
+        control = control_stop_ids(self.tokenizer)
         for r, (pi, j) in enumerate(rows):
-            body = toks[r][:-1] if toks[r] and toks[r][-1] in stops and not frc[r][-1] else toks[r]
+            body = response_ids(toks[r], frc[r], control)
             res[pi].append(Rollout(
                 prompt_id=prompts[pi].id, index=j, seed=seeds[r], prompt_ids=list(prompts[pi].input_ids),
                 token_ids=toks[r], logprobs=lps[r], forced=frc[r], finish_reason=states[r].finish or "length",

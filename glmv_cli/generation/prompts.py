@@ -17,15 +17,16 @@ def prompt_messages(messages: Sequence[dict]) -> list[dict]:
 
 
 def prompt_from_record(record, tokenizer, image_processor, *, style: str = "glm41v",
-                       enable_thinking: bool = True) -> Prompt:
+                       enable_thinking: bool = True, template: str | None = None) -> Prompt:
     """Tokenizes a validated ``glmv_cli.data.schema.Record`` as a generation prompt.
 
     Images (paths or embedded bytes) are decoded with PIL and run through ``image_processor``
     (the Glm4v image processor, with its pixel limits); each contributes grid.prod() / merge²
-    ``<|image|>`` tokens.
+    ``<|image|>`` tokens. ``template``: the model's own chat template (``ChatFormat.template``),
+    None for glmv's rendering of ``style``.
     """
-    from glmv_cli.data.chat import encode_chat
     from glmv_cli.data.images import open_image
+    from glmv_cli.data.template import ChatFormat
 
     tok = getattr(tokenizer, "tokenizer", tokenizer)
     msgs = prompt_messages(record.messages)
@@ -37,9 +38,9 @@ def prompt_from_record(record, tokenizer, image_processor, *, style: str = "glm4
         pixel_values, grid = enc["pixel_values"], enc["image_grid_thw"]
         merge = int(getattr(image_processor, "merge_size", 2))
         counts = [int(g.prod().item()) // (merge * merge) for g in grid]
-    ids = encode_chat(tok, msgs, image_token_counts=counts, style=style, add_generation_prompt=True,
-                      enable_thinking=enable_thinking)["input_ids"]
-    return Prompt(id=str(record.id), input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
+    ids, _, _ = ChatFormat(style, template).arrays(tok, msgs, image_token_counts=counts, add_generation_prompt=True,
+                                                   enable_thinking=enable_thinking)
+    return Prompt(id=str(record.id), input_ids=ids.tolist(), pixel_values=pixel_values, image_grid_thw=grid)
 
 
 def prompt_text(messages: Sequence[dict]) -> str:

@@ -169,30 +169,23 @@ def _device(opt: str) -> str:
     return opt
 
 
-def _style_for(model, opt: str) -> str:
-    if opt != "auto":
-        return opt
-    from glmv_cli.data.chat import style_for_model_type
-
-    return style_for_model_type(getattr(model.config, "model_type", "glm4v"))
-
-
 def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
-    """(engine, tokenizer, records -> prompts, style) for one --model."""
-    from glmv_cli.data.chat import render_prompt, style_for_model_type
+    """(engine, tokenizer, records -> prompts, style) for one --model; prompts in the model's own
+    chat format (``ChatFormat``: its template when it ships one)."""
     from glmv_cli.data.images import apply_pixel_limits, open_image
+    from glmv_cli.data.template import ChatFormat
     from glmv_cli.generation import HFEngine, TextPrompt, VLLMEngine, prompt_from_record, prompt_messages
 
     if opts.engine == "vllm":
-        from glmv_cli.modeling import load_processor
+        from glmv_cli.modeling import load_processor, model_type
 
         if not (Path(spec) / "config.json").is_file():
             raise GlmvError(f"--engine vllm needs each --model to be a model directory, got '{spec}'")
         processor = load_processor(spec)
         size = apply_pixel_limits(processor.image_processor, opts.images)
         tok = processor.tokenizer
-        mt = json.loads((Path(spec) / "config.json").read_text(encoding="utf-8")).get("model_type", "glm4v")
-        style = opts.style if opts.style != "auto" else style_for_model_type(mt)
+        fmt = ChatFormat.of(processor, model_type(spec), opts.style)
+        style = fmt.style
         # vLLM runs the model's HF processor itself; the same size goes to it as a processor kwarg
         mm = {"mm_processor_kwargs": {"size": size}} if opts.images.is_set else {}
         engine = VLLMEngine(spec, tokenizer=tok, model_tag=tag, **mm)
@@ -201,7 +194,7 @@ def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
             out = []
             for rec in records:
                 images = [open_image(src) for src in rec.images]
-                text = render_prompt(prompt_messages(rec.messages), style=style, add_generation_prompt=True)
+                text = fmt.prompt_text(prompt_messages(rec.messages))
                 out.append(TextPrompt(rec.id, text, images))
             return out
 
@@ -212,11 +205,11 @@ def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
     model, processor = load_model(spec)
     apply_pixel_limits(processor.image_processor, opts.images)
     model.to(dev).eval()
-    style = _style_for(model, opts.style)
+    fmt = ChatFormat.of(processor, getattr(model.config, "model_type", "glm4v"), opts.style)
     tok = processor.tokenizer
     engine = HFEngine(model, tok, batch_size=opts.batch_size * opts.k, model_tag=tag)
-    return engine, tok, lambda records: [prompt_from_record(r, tok, processor.image_processor, style=style)
-                                         for r in records], style
+    return engine, tok, lambda records: [prompt_from_record(r, tok, processor.image_processor, style=fmt.style,
+                                                            template=fmt.template) for r in records], fmt.style
 
 
 def _rollout_fingerprint(opts: GradeDifficultyOptions, data_sha: str) -> dict[str, Any]:

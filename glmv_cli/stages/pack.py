@@ -24,7 +24,6 @@ Unusable videos are bad records (reasons ``bad_video``, ``missing_video``, ``vid
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -71,7 +70,9 @@ class PackOptions:
                       choices=("fail", "skip"))
     on_overlong: str = opt("drop", "drop (counted in the manifest) or fail on samples longer than --seq-len.",
                            choices=("drop", "fail"))
-    style: str = opt("auto", "Chat format: auto (from the model), glm41v or glm45v.", choices=STYLE_CHOICES)
+    style: str = opt("auto", "Answer format: auto (from the model's chat template, else its type), glm41v "
+                             "(<answer> tags) or glm45v (none). Records in the other family's form are converted.",
+                     choices=STYLE_CHOICES)
     train_on: str = opt("last", "sft: train the assistant turns after the last user turn (last) or all of them "
                                 "(all).", choices=("last", "all"))
     overwrite: bool = opt(False, "Replace an existing --out.")
@@ -135,16 +136,13 @@ def resolve_input(spec: str, mode: str, source: DataFormatConfig | None = None) 
     return [opened(str(p), art)]
 
 
-def model_style(model: str) -> str:
-    """glm41v or glm45v from the model's type (a preset name or a directory with config.json)."""
-    from glmv_cli.data.chat import style_for_model_type
+def model_format(model: str, processor: Any, style: str = "auto") -> Any:
+    """The ``ChatFormat`` of ``model`` (a preset, directory or Hub id): its own chat template when it
+    ships one, the style from that template (else from the model type) unless ``style`` is given."""
+    from glmv_cli.data.template import ChatFormat
+    from glmv_cli.modeling import model_type
 
-    cfg = Path(model) / "config.json"
-    if cfg.is_file():
-        return style_for_model_type(json.loads(cfg.read_text(encoding="utf-8")).get("model_type", "glm4v"))
-    from glmv_cli.modeling.presets import preset_config
-
-    return style_for_model_type(preset_config(model).model_type)
+    return ChatFormat.of(processor, model_type(model), style)
 
 
 # -- workers -------------------------------------------------------------------------------------
@@ -153,18 +151,22 @@ _ENCODER = None
 
 
 def _make_encoder(model: str, mode: str, style: str, train_on: str, limits: ImageSizeConfig | None = None):
+    """(encoder, processor, chat format) for ``model``; ``style`` auto follows the model."""
     from glmv_cli.data.encode import Encoder
     from glmv_cli.data.images import apply_pixel_limits
     from glmv_cli.modeling import load_processor
 
     proc = load_processor(model)
     apply_pixel_limits(proc.image_processor, limits)  # before the Encoder reads the processor's size
-    return Encoder(proc.tokenizer, proc.image_processor, mode=mode, style=style, train_on=train_on), proc
+    fmt = model_format(model, proc, style)
+    enc = Encoder(proc.tokenizer, proc.image_processor, mode=mode, style=fmt.style, train_on=train_on,
+                  template=fmt.template)
+    return enc, proc, fmt
 
 
 def _init_worker(model: str, mode: str, style: str, train_on: str, limits: ImageSizeConfig | None) -> None:
     global _ENCODER
-    _ENCODER, _ = _make_encoder(model, mode, style, train_on, limits)
+    _ENCODER, _, _ = _make_encoder(model, mode, style, train_on, limits)
 
 
 def _work(items: list) -> list:
@@ -245,12 +247,11 @@ def pack(opts: PackOptions) -> Manifest:
     from glmv_cli.data.blobs import BlobStore
 
     opts.validate()
-    style = model_style(opts.model) if opts.style == "auto" else opts.style
-    encoder, proc = _make_encoder(opts.model, opts.mode, style, opts.train_on, opts.images)
+    encoder, proc, fmt = _make_encoder(opts.model, opts.mode, opts.style, opts.train_on, opts.images)
     containers = any(f.source.kind not in ("jsonl", "json") for f in opts.files)
     store = BlobStore(Path(opts.out).resolve().parent) if containers else None
     try:
-        return _pack(opts, style, encoder, proc, store)
+        return _pack(opts, fmt, encoder, proc, store)
     finally:
         if store is not None:
             store.close()
@@ -300,11 +301,12 @@ def _lineage(opts: PackOptions) -> list[Manifest]:
     return inputs
 
 
-def _pack(opts: PackOptions, style: str, encoder: Any, proc: Any, store: Any) -> Manifest:
+def _pack(opts: PackOptions, fmt: Any, encoder: Any, proc: Any, store: Any) -> Manifest:
     from glmv_cli.data.packed import PROCESSOR_CONFIG, tokenizer_identity
     from glmv_cli.data.packing import best_fit_decreasing, check_packing, pack_stats, repeat_counts, shuffle_packs
     from glmv_cli.data.storage import INDEX, write_index
 
+    style = fmt.style
     t0 = time.perf_counter()
     items = _read_items(opts.files, store)
     results = encode_all(items, opts, style, encoder)
@@ -364,28 +366,39 @@ def _pack(opts: PackOptions, style: str, encoder: Any, proc: Any, store: Any) ->
             "seconds_pack": round(t_pack, 3),
             "records_per_s": round(n_in / t_encode, 1) if t_encode > 0 else None,
         })
+        notes: dict[str, int] = {}
+        for s in samples:
+            for n in s.notes:
+                notes[n] = notes.get(n, 0) + 1
+        # records whose answers were rewritten into the model's family's form, and whose labels were
+        # carried over to the model's own chat template (its text differs from glmv's rendering)
+        art.metrics["answers_converted"] = notes.pop("answer_converted", 0)
+        art.metrics["template_realigned"] = notes.pop("template_realigned", 0)
         if n_videos:  # only then: image-only manifests are unchanged
-            notes: dict[str, int] = {}
-            for s in samples:
-                for n in s.notes:
-                    notes[n] = notes.get(n, 0) + 1
             art.metrics["videos"] = n_videos
             art.metrics["video_handling"] = notes
         art.extra.update({"tokenizer": ident, "seq_len": opts.seq_len, "mode": opts.mode,
-                          "index": INDEX, "per_input": per_input})
+                          "index": INDEX, "per_input": per_input, "chat_template": fmt.source})
     return read_manifest(opts.out)
 
 
 DOC = """Tokenise records and pack them into rows of --seq-len tokens for pretrain / sft.
 
-Records: glmv JSONL ({"id", "messages": [{"role": system|user|assistant, "content": text with
-<image> placeholders, or [{"type": "text", "text"}, {"type": "image"}]}], "images": [paths
-relative to the file], ...}, or for pretraining {"text", "images"}), or the layouts other tools
-write -- HF / TRL / OpenAI messages, ShareGPT (LLaMA-Factory), verl, EasyR1 -- in JSONL, JSON
-arrays (GLM-V's finetune.json), parquet, Arrow, datasets folders or hf:owner/name (see
-docs/data-formats.md; glmv convert shows how rows are read). Each --input may be SPEC:WEIGHT (a
-repeat / subsample factor, drawn with --seed) or an artifact directory (its <mode>.jsonl, e.g.
-from glmv synth). --image-max-pixels / --image-min-pixels bound each image. Samples are never split;
+Records in glmv's layout (JSONL, one object per line) or the layouts other tools write -- HF /
+TRL / OpenAI messages, ShareGPT (LLaMA-Factory), verl, EasyR1 -- in JSONL, JSON arrays (GLM-V's
+finetune.json), parquet, Arrow, datasets folders or hf:owner/name (docs/data-formats.md; glmv
+convert shows how rows are read). glmv fields read: "id" (optional), "messages": [{"role":
+system|user|assistant, "content": text with <image> / <video> placeholders, or [{"type": "text",
+"text"}, {"type": "image"}, {"type": "video"}]; an assistant message may give its thinking apart
+in "reasoning_content" (or "thinking"), trained as the <think> part}], "images" and "videos"
+(paths relative to the file), or for pretraining {"text", "images", "videos"}; other fields
+(domain, answer, difficulty, ...) are not read by pack. Conversations are rendered
+with the model's own chat template when it ships one (glmv checks that the tokens it trains line
+up with that rendering) and answers in the other model family's form are converted (GLM-4.1V
+<answer> tags for a GLM-4.5V model and back). Each --input
+may be SPEC:WEIGHT (a repeat / subsample factor, drawn with --seed) or an artifact directory (its
+<mode>.jsonl, e.g. from glmv synth). --image-max-pixels / --image-min-pixels bound each image.
+Samples are never split;
 best-fit-decreasing packing fills ~99.9 % of the slots. Each row carries 4-row position ids (text
 positions restarting per sample + 3D-RoPE ids) so packed samples do not see each other. A bad
 record stops the run before anything is written (--on-bad fail) or is counted and skipped

@@ -74,7 +74,8 @@ class RlcsOptions:
                                       "fail: stop the run.", choices=("drop", "fail"))
     on_bad: str = opt("fail", "fail: stop on the first bad RL record; skip: count it in the manifest and go on.",
                       choices=("fail", "skip"))
-    style: str = opt("auto", "Response format: auto (from the model), glm41v or glm45v.", choices=STYLE_CHOICES)
+    style: str = opt("auto", "Response format: auto (from the model's chat template, else its type), glm41v or "
+                             "glm45v.", choices=STYLE_CHOICES)
     seed: int = opt(0, "Seed of prompt sampling and rollouts.")
     rollout_batch: int = opt(64, "Rows (prompts x group size) decoded together.", min=1)
     micro_batch: int = opt(16, "Rows per forward/backward in the policy update.", min=1)
@@ -171,13 +172,12 @@ def _load_inputs(opts: RlcsOptions) -> _Inputs:
 
 def _build_trainer(opts: RlcsOptions, tcfg: Any, inp: _Inputs, model: Any, processor: Any) -> tuple[Any, Any, str]:
     """(engine, trainer, style) around the loaded policy."""
-    from glmv_cli.data.chat import style_for_model_type
+    from glmv_cli.data.template import ChatFormat
     from glmv_cli.rl.trainer import RLCSTrainer, TrainerOptions
     from glmv_cli.training.engine import Engine
 
-    style = opts.style
-    if style == "auto":
-        style = style_for_model_type(getattr(model.config, "model_type", "glm4v"))
+    fmt = ChatFormat.of(processor, getattr(model.config, "model_type", "glm4v"), opts.style)
+    style = fmt.style
     inp.reward_cfg = inp.reward_cfg.with_style(style)
     ref_model = None
     if opts.rl.loss.kl_coef > 0:
@@ -188,7 +188,7 @@ def _build_trainer(opts: RlcsOptions, tcfg: Any, inp: _Inputs, model: Any, proce
     engine = Engine(model, tcfg, total_steps=opts.steps * lc.ppo_epochs * lc.mini_batches)
     t_opts = TrainerOptions(seed=opts.seed, rollout_batch=opts.rollout_batch, micro_batch=opts.micro_batch,
                             on_judge_error=opts.on_judge_error, eval_temperature=opts.eval_temperature,
-                            eval_samples=opts.eval_samples, style=style)
+                            eval_samples=opts.eval_samples, style=style, template=fmt.template)
     trainer = RLCSTrainer(engine, processor, inp.data.records, opts.rl, inp.reward_cfg, t_opts,
                           offline_grades=inp.grades, ref_model=ref_model,
                           log=lambda s: print(s, flush=True) if engine.rank == 0 else None)
@@ -203,7 +203,7 @@ def rlcs(opts: RlcsOptions) -> Manifest | None:
     from glmv_cli.data.images import apply_pixel_limits
     from glmv_cli.lifecycle import StageRun
     from glmv_cli.training import dist
-    from glmv_cli.training.run import export_model, load_model
+    from glmv_cli.training.run import export_model, load_model, model_source
 
     tcfg = opts.validate()
     check_out(opts.out, opts.overwrite)
@@ -223,7 +223,7 @@ def rlcs(opts: RlcsOptions) -> Manifest | None:
     try:
         resumed = _setup(run, engine, trainer)
         _loop(opts, run, engine, trainer, inp.eval_recs, resumed)
-        export_model(engine, processor, run.path)
+        export_model(engine, processor, run.path, source=model_source(opts.model), dtype=opts.ckpt.save_dtype)
         dist.barrier()
         if not run.rank0:
             return None
