@@ -42,7 +42,8 @@ def prompt_from_record(record, tokenizer, image_processor, *, style: str = "glm4
         counts = [int(g.prod().item()) // (merge * merge) for g in grid]
     ids = encode_chat(tok, msgs, image_token_counts=counts, style=style, add_generation_prompt=True,
                       enable_thinking=enable_thinking)["input_ids"]
-    return Prompt(id=str(record.id), input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
+    return Prompt(id=str(record.id), input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid,
+                  messages=msgs, images=[str(p) for p in record.images or []], enable_thinking=enable_thinking)
 
 
 def prompt_text(messages: Sequence[dict]) -> str:
