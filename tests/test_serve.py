@@ -224,6 +224,7 @@ def test_bad_requests_get_4xx_with_a_message(servers):
 
 
 def test_disk_weight_sync_changes_the_server_to_the_updated_model(tiny, tmp_path):
+    from glmv_cli.generation.weight_sync import DiskWeightSync
     from glmv_cli.serving.weights import write_snapshot
 
     model, proc, src = tiny
@@ -240,9 +241,9 @@ def test_disk_weight_sync_changes_the_server_to_the_updated_model(tiny, tmp_path
             with torch.no_grad():  # an optimizer step's worth of change
                 for p in learner.parameters():
                     p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.02)
-            info = write_snapshot(learner, proc, shared)
-            assert info["bytes"] > 4 * sum(p.numel() for p in learner.parameters()) * 0.99
-            eng.reload_weights(shared)
+            info = DiskWeightSync(eng, shared, proc).sync(learner)
+            assert info["bytes"] >= 4 * sum(p.numel() for p in learner.parameters())
+            assert info["seconds"] >= info["write_seconds"] > 0 and info["reload_seconds"] > 0
             after = eng.generate(prompts, sp, n=2, seed=1)
             ref = HFEngine(learner, proc, batch_size=8).generate(prompts, sp, n=2, seed=1)
             _same(after, ref)
@@ -269,3 +270,16 @@ def test_killed_server_is_retried_then_reported(tiny, servers):
     with pytest.raises(GlmvError, match=r"failed after 3 attempts on http://127\.0\.0\.1:\d+.*Check that the "
                                         r"servers are running"):
         dead.generate(prompts, sp, n=1, seed=9)
+
+
+def test_nccl_weight_sync_refuses_what_it_cannot_do(tiny):
+    from glmv_cli.generation.weight_sync import NcclWeightSync
+
+    _, proc, _ = tiny
+    with pytest.raises(GlmvError, match="with SGLang servers use --weight-sync disk"):
+        NcclWeightSync(ServerEngine(["http://127.0.0.1:9"], proc.tokenizer, dialect="sglang"), master_address="x")
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(GlmvError, match="needs the vllm package on the learner"):
+            NcclWeightSync(ServerEngine(["http://127.0.0.1:9"], proc.tokenizer), master_address="127.0.0.1")

@@ -81,8 +81,12 @@ class _Out:
     prompt_ids: list[int] | None = None
 
 
-def _image_url(img: Any) -> str:
-    """A ``data:`` URL of a PIL image or an image file (bytes sent as they are)."""
+def _image_url(img: Any, cache: dict | None = None) -> str:
+    """A ``data:`` URL of a PIL image or an image file (bytes sent as they are); ``cache`` keeps
+    the URLs of one call (a prompt's image goes out once per rollout)."""
+    key = id(img) if hasattr(img, "save") else str(img)
+    if cache is not None and key in cache:
+        return cache[key]
     if hasattr(img, "save"):
         buf = io.BytesIO()
         img.save(buf, format="PNG")
@@ -95,10 +99,13 @@ def _image_url(img: Any) -> str:
             raise GlmvError(f"image '{p}' cannot be read ({e})") from None
         mime = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}.get(p.suffix.lower(),
                                                                                         "image/png")
-    return f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
+    url = f"data:{mime};base64,{base64.b64encode(raw).decode('ascii')}"
+    if cache is not None:
+        cache[key] = url
+    return url
 
 
-def _openai_messages(prompt: Prompt) -> list[dict]:
+def _openai_messages(prompt: Prompt, cache: dict) -> list[dict]:
     """Record-format messages -> OpenAI messages, images (in placeholder order) as ``image_url`` parts."""
     from glmv_cli.data.chat import IMAGE_PLACEHOLDER
 
@@ -113,7 +120,7 @@ def _openai_messages(prompt: Prompt) -> list[dict]:
             if part.get("type") == "image" or "image" in part:
                 if not images:
                     raise GlmvError(f"prompt '{prompt.id}': more image placeholders than images")
-                parts.append({"type": "image_url", "image_url": {"url": _image_url(images.pop(0))}})
+                parts.append({"type": "image_url", "image_url": {"url": _image_url(images.pop(0), cache)}})
             elif part.get("type") == "text":
                 if part["text"]:
                     parts.append({"type": "text", "text": part["text"]})
@@ -161,6 +168,7 @@ class ServerEngine:
             if generation_config is not None else None
         self._model = model
         self.stats = {"requests": 0, "retokenized": 0}
+        self._urls: dict = {}  # image data URLs of the current call
 
     @property
     def model(self) -> str | None:
@@ -232,6 +240,7 @@ class ServerEngine:
             return []
         if self.dialect == "vllm":
             self.model  # resolve the served name once, before the burst
+        self._urls = {}
 
         def one(call: _Call) -> _Out:
             path, body = self._request(call, params, stops)
@@ -263,7 +272,7 @@ class ServerEngine:
             body: dict[str, Any] = {"input_ids": ids, "sampling_params": sp, "return_logprob": True,
                                     "logprob_start_len": len(ids) - call.score if call.score else -1}
             if p.images:
-                body["image_data"] = [_image_url(im) for im in p.images]
+                body["image_data"] = [_image_url(im, self._urls) for im in p.images]
             return "/generate", body
         body = {"model": self.model, **sampling, "max_tokens": call.max_tokens, "seed": seed,
                 "return_token_ids": True, "return_tokens_as_token_ids": True}
@@ -276,7 +285,7 @@ class ServerEngine:
         if not p.messages or not p.images:
             raise GlmvError(f"prompt '{p.id}' has images but no messages / image files; the vllm dialect sends "
                             "images as chat messages (build prompts with prompt_from_record)")
-        msgs = _openai_messages(p)
+        msgs = _openai_messages(p, self._urls)
         if call.prefix:
             msgs.append({"role": "assistant",
                          "content": self.tokenizer.decode(call.prefix, skip_special_tokens=False)})

@@ -31,6 +31,9 @@ from glmv_cli.serving.runtime import ModelRuntime
 class GlmvHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog of 5 makes Linux drop the SYNs of a burst of clients,
+    # which then retry after a second: a rollout client opens dozens of connections at once
+    request_queue_size = 1024
 
     def __init__(self, addr: tuple[str, int], runtime: ModelRuntime, *, max_connections: int = 256,
                  max_request_bytes: int = 64 << 20, read_timeout_s: float = 60.0, log=None):
@@ -121,7 +124,7 @@ class Handler(BaseHTTPRequestHandler):
         rt = self.server.runtime
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         if path in ("/health", "/health_generate"):
-            self._send(200, {"status": "ok", "weight_version": rt.weight_version})
+            self._send(200, {"status": "ok", "weight_version": rt.weight_version, **rt.stats})
         elif path == "/v1/models":
             self._send(200, {"object": "list", "data": [{"id": rt.name, "object": "model", "created": 0,
                                                          "owned_by": "glmv", "max_model_len": rt.limits.max_model_len}]})
