@@ -283,3 +283,135 @@ def test_nccl_weight_sync_refuses_what_it_cannot_do(tiny):
     except ImportError:
         with pytest.raises(GlmvError, match="needs the vllm package on the learner"):
             NcclWeightSync(ServerEngine(["http://127.0.0.1:9"], proc.tokenizer), master_address="127.0.0.1")
+
+
+def test_n_choices_use_seed_plus_index(servers):
+    url = servers[0].url
+    _, many = _post(url, "/v1/completions", {"prompt": [5, 6, 7], "max_tokens": 6, "n": 3, "seed": 40,
+                                               "return_token_ids": True})
+    for j in range(3):
+        _, one = _post(url, "/v1/completions", {"prompt": [5, 6, 7], "max_tokens": 6, "seed": 40 + j,
+                                                  "return_token_ids": True})
+        assert many["choices"][j]["token_ids"] == one["choices"][0]["token_ids"]
+    assert len({tuple(c["token_ids"]) for c in many["choices"]}) == 3
+
+
+class _Scripted:
+    """A local HTTP server answering POSTs with a scripted list of (status, body)."""
+
+    def __init__(self, script):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.script, self.hits = list(script), 0
+        outer = self
+
+        class H(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status, body = outer.script[min(outer.hits, len(outer.script) - 1)]
+                outer.hits += 1
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_pool_retries_transient_errors_and_not_client_errors():
+    from glmv_cli.generation.transport import ServerPool
+
+    flaky = _Scripted([(503, {"error": {"message": "busy"}}), (500, {"detail": "oops"}), (200, {"ok": 1})])
+    bad = _Scripted([(422, {"message": "field 'x' is wrong"})])
+    try:
+        pool = ServerPool([flaky.url], retries=3, backoff_s=0.01)
+        assert pool.post("/v1/completions", {}) == {"ok": 1} and flaky.hits == 3
+        pool = ServerPool([bad.url], retries=3, backoff_s=0.01)
+        with pytest.raises(GlmvError, match=r"refused POST /v1/completions \(HTTP 422\): field 'x' is wrong"):
+            pool.post("/v1/completions", {})
+        assert bad.hits == 1
+        flaky.script, flaky.hits = [(503, {"error": {"message": "still busy"}})], 0
+        with pytest.raises(GlmvError, match="failed after 3 attempts.*HTTP 503: still busy"):
+            ServerPool([flaky.url], retries=2, backoff_s=0.01).post("/v1/completions", {})
+    finally:
+        flaky.close()
+        bad.close()
+
+
+def test_pool_dispatches_to_the_least_loaded_server():
+    from glmv_cli.generation.transport import ServerPool
+
+    pool = ServerPool(["http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"], max_inflight=2)
+    order = [pool._acquire(None) for _ in range(6)]
+    assert order == [0, 1, 2, 0, 1, 2]
+    pool._release(1, True)
+    assert pool._acquire(None) == 1
+    pool._release(0, False)
+    pool._release(2, True)
+    assert pool._acquire(None) == 2  # server 0 just failed: a healthy one first
+    with pytest.raises(GlmvError, match="must look like http://HOST:PORT"):
+        ServerPool(["localhost:8000"])
+
+
+def test_server_bounds_concurrency_and_body_size(tiny):
+    import socket
+    import threading
+
+    from glmv_cli.serving.http import GlmvHTTPServer
+    from glmv_cli.serving.runtime import ModelRuntime
+
+    model, proc, _ = tiny
+    rt = ModelRuntime(model, proc, name="tiny")
+    srv = GlmvHTTPServer(("127.0.0.1", 0), rt, max_connections=1, max_request_bytes=1000, read_timeout_s=5)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}"
+    try:
+        got, obj = _post(url, "/v1/completions", {"prompt": [1] * 400})
+        assert got == 413 and "exceeds the limit of 1000" in obj["error"]["message"]
+        import time
+        time.sleep(0.5)  # the 413's handler thread gives its slot back after answering
+        hold = socket.create_connection(srv.server_address[:2])  # takes the only slot, sends no body
+        hold.sendall(b"POST /v1/completions HTTP/1.1\r\nContent-Length: 10\r\n\r\n")
+        time.sleep(0.3)
+        for _ in range(5):  # the 503 comes before the server reads the body: the send may see a reset
+            try:
+                got, obj = _post(url, "/v1/completions", {"prompt": [1, 2]})
+                break
+            except (BrokenPipeError, ConnectionResetError):
+                time.sleep(0.1)
+        assert got == 503 and "too many concurrent requests" in obj["error"]["message"]
+        hold.close()
+        time.sleep(0.3)
+        got, obj = _post(url, "/v1/completions", {"prompt": [1, 2], "max_tokens": 2})
+        assert got == 200 and obj["usage"]["completion_tokens"] == 2
+        u = urlparse(url)
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        c.putrequest("POST", "/v1/completions")
+        c.endheaders()
+        r = c.getresponse()
+        assert r.status == 411 and "Content-Length" in json.loads(r.read())["error"]["message"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        rt.close()
+
+
+def test_prompts_the_server_engine_cannot_send_are_refused(tiny):
+    model, proc, _ = tiny
+    eng = ServerEngine(["http://127.0.0.1:9"], proc.tokenizer, model="tiny", config=model.config)
+    p = Prompt("p", [1, 2, IMAGE_ID, 3], pixel_values=torch.zeros(4, 1176), image_grid_thw=torch.tensor([[1, 2, 2]]))
+    with pytest.raises(GlmvError, match="prompt 'p' has pixel values but no image files"):
+        eng.generate([p], SamplingParams(max_new_tokens=2))
+    with pytest.raises(GlmvError, match="--server-dialect must be one of vllm, sglang, got 'tgi'"):
+        ServerEngine(["http://127.0.0.1:9"], proc.tokenizer, dialect="tgi")

@@ -264,6 +264,9 @@ class ServerEngine:
         if bias:
             sampling["logit_bias"] = bias
         p = call.prompt
+        if p.pixel_values is not None and not p.images:
+            raise GlmvError(f"prompt '{p.id}' has pixel values but no image files: a rollout server processes the "
+                            "images itself (build prompts with prompt_from_record)")
         if self.dialect == "sglang":
             sp = {**sampling, "max_new_tokens": call.max_tokens, "sampling_seed": seed}
             if ext:
@@ -280,11 +283,11 @@ class ServerEngine:
             body["vllm_xargs"] = ext
         if call.score:
             body["prompt_logprobs"] = 0
-        if p.pixel_values is None and not p.images:
+        if not p.images:
             return "/v1/completions", {**body, "prompt": list(p.input_ids) + call.prefix, "logprobs": 0}
-        if not p.messages or not p.images:
-            raise GlmvError(f"prompt '{p.id}' has images but no messages / image files; the vllm dialect sends "
-                            "images as chat messages (build prompts with prompt_from_record)")
+        if not p.messages:
+            raise GlmvError(f"prompt '{p.id}' has images but no messages; the vllm dialect sends images as chat "
+                            "messages (build prompts with prompt_from_record)")
         msgs = _openai_messages(p, self._urls)
         if call.prefix:
             msgs.append({"role": "assistant",
@@ -339,7 +342,7 @@ class ServerEngine:
 
     def _check_prompt(self, call: _Call, prompt_ids: list[int] | None) -> None:
         """A server-rendered prompt (chat) must equal the learner's ids (see the module docstring)."""
-        if prompt_ids is None or (call.prompt.pixel_values is None and not call.prompt.images):
+        if prompt_ids is None or not call.prompt.images:
             return
         want = list(call.prompt.input_ids) + call.prefix
         if list(prompt_ids) == want:
