@@ -326,19 +326,21 @@ class ServerEngine:
         chat = "message" in ch
         prompt_ids = resp.get("prompt_token_ids") if chat else ch.get("prompt_token_ids")
         plp = resp.get("prompt_logprobs") if chat else ch.get("prompt_logprobs")
-        scored = [self._entry_logprob(e) for e in (plp or [])[-call.score:]] if call.score else []
+        scored = ([self._entry_logprob(e, t) for e, t in zip((plp or [])[-call.score:], call.prefix[-call.score:])]
+                  if call.score else [])
         if call.score and len(scored) != call.score:
             raise GlmvError("rollout server returned no prompt_logprobs for the forced tokens")
         self._check_prompt(call, prompt_ids)
         return _Out(ids, lps, "stop" if ch.get("finish_reason") == "stop" else "length", scored, prompt_ids)
 
     @staticmethod
-    def _entry_logprob(entry: dict | None) -> float:
-        if not entry:
-            return float("nan")
-        v = next(iter(entry.values()))
+    def _entry_logprob(entry: dict | None, token: int) -> float:
+        """The log-prob of ``token`` in one ``prompt_logprobs`` position (keys are token ids as text)."""
+        v = (entry or {}).get(str(token))
         v = v.get("logprob") if isinstance(v, dict) else v
-        return float(v) if v is not None and math.isfinite(float(v)) else float("nan")
+        if v is None or not math.isfinite(float(v)):
+            raise GlmvError(f"rollout server's prompt_logprobs hold no finite log-prob for forced token {token}")
+        return float(v)
 
     def _check_prompt(self, call: _Call, prompt_ids: list[int] | None) -> None:
         """A server-rendered prompt (chat) must equal the learner's ids (see the module docstring)."""
