@@ -2,7 +2,9 @@
 prompt, with per-token log-probs and forced answering.
 
 Modules: ``sampling`` (the contract: SamplingParams, Prompt, Rollout, seeds, banned/stop/forced
-tokens, the sampler), ``prompts`` (records -> prompts), ``hf`` (HFEngine), ``vllm`` (VLLMEngine).
+tokens, the sampler), ``prompts`` (records -> prompts), ``hf`` (HFEngine), ``vllm`` (VLLMEngine),
+``server`` (ServerEngine: the contract through HTTP rollout servers; ``transport`` dispatches and
+retries, ``weight_sync`` pushes the learner's weights to them).
 
 ``HFEngine`` is a hand-written KV-cache decode loop over a transformers
 ``Glm4vForConditionalGeneration`` (or the MoE variant) rather than ``generate()``, for three reasons:
@@ -67,8 +69,10 @@ from glmv_cli.generation.prompts import prompt_from_record, prompt_messages, pro
 from glmv_cli.generation.sampling import (BANNED_TOKENS, FINISH_REASONS, STOP_TOKENS, Prompt, Rollout, SamplingParams,
                                           banned_token_ids, control_stop_ids, mask_banned, rollout_seed,
                                           sample_from_logits, special_ids)
+from glmv_cli.generation.server import ServerEngine
 from glmv_cli.generation.vllm import TextPrompt, VLLMEngine, vllm_available
 
 __all__ = ["BANNED_TOKENS", "FINISH_REASONS", "STOP_TOKENS", "HFEngine", "Prompt", "Rollout", "SamplingParams",
-           "TextPrompt", "VLLMEngine", "banned_token_ids", "control_stop_ids", "mask_banned", "prompt_from_record",
-           "prompt_messages", "prompt_text", "rollout_seed", "sample_from_logits", "special_ids", "vllm_available"]
+           "ServerEngine", "TextPrompt", "VLLMEngine", "banned_token_ids", "control_stop_ids", "mask_banned",
+           "prompt_from_record", "prompt_messages", "prompt_text", "rollout_seed", "sample_from_logits",
+           "special_ids", "vllm_available"]

@@ -40,7 +40,18 @@ def prompt_from_record(record, tokenizer, image_processor, *, style: str = "glm4
         counts = [int(g.prod().item()) // (merge * merge) for g in grid]
     ids, _, _ = ChatFormat(style, template).arrays(tok, msgs, image_token_counts=counts, add_generation_prompt=True,
                                                    enable_thinking=enable_thinking)
-    return Prompt(id=str(record.id), input_ids=ids.tolist(), pixel_values=pixel_values, image_grid_thw=grid)
+    return Prompt(id=str(record.id), input_ids=ids.tolist(), pixel_values=pixel_values, image_grid_thw=grid,
+                  messages=msgs, images=[_sendable(src) for src in record.images or []],
+                  enable_thinking=enable_thinking)
+
+
+def _sendable(src):
+    """An image source a rollout server can be sent: a path as text, anything else as its bytes."""
+    from pathlib import Path
+
+    from glmv_cli.data.images import source_bytes
+
+    return str(src) if isinstance(src, (str, Path)) else source_bytes(src)
 
 
 def prompt_text(messages: Sequence[dict]) -> str:

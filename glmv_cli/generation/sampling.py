@@ -55,12 +55,20 @@ class SamplingParams:
 
 @dataclass
 class Prompt:
-    """One tokenized prompt. ``pixel_values``/``image_grid_thw`` hold this prompt's images only."""
+    """One tokenized prompt. ``pixel_values``/``image_grid_thw`` hold this prompt's images only.
+
+    Engines that take images rather than pixel tensors (an HTTP rollout server renders and
+    processes them itself) also need ``messages`` (the conversation the ids were rendered from, in
+    the record format), ``images`` (the image files, in placeholder order) and ``enable_thinking``;
+    ``prompt_from_record`` fills all three."""
 
     id: str
     input_ids: list[int]
     pixel_values: Any = None
     image_grid_thw: Any = None
+    messages: list | None = None
+    images: list | None = None
+    enable_thinking: bool = True
 
 
 @dataclass
