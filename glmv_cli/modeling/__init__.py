@@ -5,8 +5,8 @@ Importing this package imports transformers and registers ``GlmvProcessor`` with
 transformers' own classes). Stage modules import it inside their functions, keeping ``glmv --help`` fast.
 """
 
-from glmv_cli.modeling.io import (build_model, load, load_processor, model_class_for, model_dir, model_type, save,
-                                  weights_dtype)
+from glmv_cli.modeling.io import (build_model, load, load_config, load_processor, model_class_for, model_dir,
+                                  model_type, save, weights_dtype)
 from glmv_cli.modeling.presets import list_presets, preset_config, resolve_preset
 from glmv_cli.modeling.processor import (
     GlmvProcessor,
@@ -30,6 +30,7 @@ __all__ = [
     "image_token_count",
     "list_presets",
     "load",
+    "load_config",
     "load_processor",
     "model_class_for",
     "model_dir",

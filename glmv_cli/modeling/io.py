@@ -352,6 +352,29 @@ def load(
     return model, processor
 
 
+def load_config(path_or_preset: str | os.PathLike, processor: Any = None):
+    """``(config, generation config)`` of a preset, directory or Hub id without loading weights: what
+    a stage that generates through rollout servers needs of the policy (ids, stops, model type)."""
+    from transformers import GenerationConfig
+
+    from glmv_cli.modeling.presets import preset_config
+
+    preset, directory = _resolve(path_or_preset)
+    if preset is not None:
+        config = preset_config(preset)
+        gen = GenerationConfig.from_model_config(config)
+    else:
+        assert directory is not None
+        config = _read_config(directory)
+        if (directory / "generation_config.json").is_file():
+            gen = GenerationConfig.from_pretrained(str(directory))
+            return config, gen
+        gen = GenerationConfig.from_model_config(config)
+    if processor is not None:  # as load() does for a model without its own eos list
+        _set_generation_ids(type("_M", (), {"generation_config": gen})(), processor.tokenizer)
+    return config, gen
+
+
 def _check_compatible(config, tokenizer, where: str) -> None:
     image_id = tokenizer.convert_tokens_to_ids("<|image|>")
     if image_id != config.image_token_id:
