@@ -96,7 +96,7 @@ class StageRun:
                  options: dict[str, Any], inputs: Iterable[Manifest], rank0: bool = True,
                  input_paths: Iterable[Any] = (), progress: Iterable[str] = ()):
         self.out = Path(out)
-        self.progress = tuple(progress)  # files whose presence means resumable work (besides checkpoints)
+        self.progress = tuple(progress)  # glob patterns of files whose content is resumable work (besides checkpoints)
         self.stage = stage
         self.fingerprint = json.loads(json.dumps(fingerprint))
         self.resume = resume
@@ -145,7 +145,8 @@ class StageRun:
         holds nothing worth resuming (an error before the first checkpoint leaves nothing behind)."""
         if not self.rank0:
             return
-        if complete_checkpoints(self.path) or any((self.path / p).exists() for p in self.progress):
+        work = (f for p in self.progress for f in self.path.glob(p) if f.is_file() and f.stat().st_size > 0)
+        if complete_checkpoints(self.path) or next(work, None) is not None:
             self.art.release()
         else:
             self.art.abort()

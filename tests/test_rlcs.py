@@ -139,7 +139,15 @@ def test_unknown_domain_lists_the_known_ones(tmp_path):
     data = _write(tmp_path / "rl.jsonl", [_rec(0, domain="astrology")])
     res = _run(["--model", "tiny", "--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
     assert res.exit_code == 2
-    assert f"{data}:1: field 'domain': unknown domain 'astrology'; known: chart, counting, grounding, gui, math, mcq, ocr, stem, video, yesno" in res.output
+    assert f"{data}:1: field 'domain': unknown domain 'astrology'; known: chart, chemistry, counting, grounding, gui, math, mcq, ocr, stem, video, yesno" in res.output
+
+
+def test_unreadable_reference_is_refused_naming_the_record(tmp_path):
+    data = _write(tmp_path / "rl.jsonl", [_rec(0), _rec(1, domain="counting", answer="one")])
+    res = _run(["--model", "tiny", "--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
+    assert res.exit_code == 2
+    assert (f"{data}:2: field 'answer': domain 'counting': counting reference 'one' is not a non-negative "
+            "integer in digits") in res.output
 
 
 def _grade_artifact(path: Path, rows: list[dict]) -> Path:

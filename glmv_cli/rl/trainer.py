@@ -99,6 +99,7 @@ class TrainerOptions:
     eval_temperature: float = 0.0    # 0 = greedy
     eval_samples: int = 1            # responses per eval prompt
     style: str = "glm41v"
+    template: str | None = None      # the policy checkpoint's own chat template (None: glmv's rendering)
 
 
 @dataclass
@@ -160,7 +161,7 @@ class RLCSTrainer:
             from glmv_cli.generation import prompt_from_record
 
             p = prompt_from_record(self.by_id[rid].record, self.tok, self.processor.image_processor,
-                                   style=self.opts.style)
+                                   style=self.opts.style, template=self.opts.template)
             self._prompts[rid] = p
         return p
 
@@ -451,8 +452,8 @@ class RLCSTrainer:
             return {}
         n = max(1, self.opts.eval_samples)
         mine = sharding.shard(records, self.rank, self.world)
-        prompts = [prompt_from_record(r.record, self.tok, self.processor.image_processor, style=self.opts.style)
-                   for r in mine]
+        prompts = [prompt_from_record(r.record, self.tok, self.processor.image_processor, style=self.opts.style,
+                                      template=self.opts.template) for r in mine]
         sp = self.sampling_params(temperature=self.opts.eval_temperature)
         self.model.eval()
         t0 = time.perf_counter()

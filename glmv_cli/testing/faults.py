@@ -12,7 +12,7 @@ POINT names where the process dies (N counts occurrences, 1-based, unless said o
 - ``hash``: at the N-th file hashed by the final commit (before the manifest is written);
 - ``grade-chunk``: while appending the N-th chunk of grade-difficulty rollouts (a third of it lands);
 - ``pack-shard``: after writing the N-th pack shard, which is left half written;
-- ``eval-generate``: at the N-th generation call of glmv eval;
+- ``eval-batch``: while appending the N-th batch of glmv eval sample lines (a third of it lands);
 - ``hold``: after taking the staging directory's lock, write the file ``$GLMV_FAULT_READY`` and wait
   until ``$GLMV_FAULT_GO`` exists, then go on (a run that is alive and holds ``--out``).
 
@@ -138,16 +138,23 @@ def install(point: str, n: int) -> None:
                 die()
             return out
         storage.write_shard = write_shard
-    elif point == "eval-generate":
-        from glmv_cli.evaluation.adapter import GlmvLM
+    elif point == "eval-batch":
+        import json
 
-        orig_gen = GlmvLM.generate_until
+        import glmv_cli.evaluation.runner as runner
 
-        def generate_until(self: Any, *a: Any, **k: Any) -> Any:
+        orig_eval_append = runner.append_lines
+
+        def eval_append(path: Path, lines: list) -> None:
             if hit():
+                blob = "".join(json.dumps(d) + "\n" for d in lines).encode()
+                with open(path, "ab") as f:
+                    f.write(blob[: len(blob) // 3])  # mid-line: a torn tail
+                    f.flush()
+                    os.fsync(f.fileno())
                 die()
-            return orig_gen(self, *a, **k)
-        GlmvLM.generate_until = generate_until
+            orig_eval_append(path, lines)
+        runner.append_lines = eval_append
     elif point == "hold":
         import glmv_cli.locks as locks
 

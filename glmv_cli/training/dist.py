@@ -120,7 +120,7 @@ def all_gather_json(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (JSON-serialisable), in rank order, on every rank.
 
     JSON bytes in a uint8 tensor rather than ``all_gather_object``: that one pickles, and nothing
-    in glmv unpickles (DESIGN §3). Two collectives: the lengths, then the padded payloads."""
+    in glmv unpickles (docs/design.md §3). Two collectives: the lengths, then the padded payloads."""
     import json
 
     import torch

@@ -17,7 +17,7 @@ step's time includes its queued kernels (one synchronize per step).
 pretrain / extend-context / sft use it through ``loop.fit``; the RL policy update calls
 ``train_step`` directly with its own loss.
 
-Checkpoints never pickle (DESIGN §3) and do not use DeepSpeed's torch.save-based format:
+Checkpoints never pickle (docs/design.md §3) and do not use DeepSpeed's torch.save-based format:
 ``model.safetensors`` holds the full (gathered) module weights, written by rank 0;
 ``optim-rank-R.safetensors`` holds rank R's fp32 master partitions and AdamW moments exactly as the
 ZeRO optimizer lays them out, so a resume needs the same world size and ZeRO stage (checked, with a
