@@ -235,12 +235,13 @@ def test_missing_row_fields_are_reported_per_column(tmp_path, monkeypatch):
     from glmv_cli.evaluation.adapter import ScriptedGenerator
     from glmv_cli.stages.eval import EvalOptions, run_eval
 
-    shutil.copytree(FIXTURES / "ai2d", tmp_path / "ai2d")
-    rows = [json.loads(x) for x in (tmp_path / "ai2d" / "test.jsonl").read_text().splitlines()]
+    data = tmp_path / "data"  # beside --out, not around it: an --out inside an input is refused
+    shutil.copytree(FIXTURES / "ai2d", data / "ai2d")
+    rows = [json.loads(x) for x in (data / "ai2d" / "test.jsonl").read_text().splitlines()]
     rows[1]["options"] = []
-    (tmp_path / "ai2d" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (data / "ai2d" / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     gen = ScriptedGenerator({})
     with pytest.raises(GlmvError) as e:
-        run_eval(EvalOptions(model="m", out=tmp_path / "o", tasks="ai2d", data_dir=tmp_path), generator=gen)
+        run_eval(EvalOptions(model="m", out=tmp_path / "o", tasks="ai2d", data_dir=data), generator=gen)
     assert "dataset 'lmms-lab-encoder/ai2d' split 'test' row 1 column 'options': empty" in str(e.value)
     assert gen.seen == [] and not (tmp_path / "o").exists()

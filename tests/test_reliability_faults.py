@@ -302,8 +302,8 @@ def small_disk(tmp_path):
         mounted.append(d)
         return d
     yield mount
-    for m in mounted:
-        subprocess.run(["umount", str(m)], capture_output=True)
+    for m in mounted:  # lazily: a file this process still holds open there must not keep it mounted
+        subprocess.run(["umount", "-l", str(m)], capture_output=True)
 
 
 def test_full_disk_is_one_line_naming_the_path_and_the_run_resumes_once_space_is_freed(data, tmp_path, small_disk):

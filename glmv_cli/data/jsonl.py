@@ -72,8 +72,8 @@ def open_input(path: str | os.PathLike, what: str = "input") -> IO[bytes]:
         raise GlmvError(f"{what} '{p}' cannot be read ({e.strerror})") from None
 
 
-def iter_lines(path: str | os.PathLike, what: str = "input") -> Iterator[tuple[int, str]]:
-    """``(line number, text without the newline)`` of every non-blank line, 1-based."""
+def iter_raw_lines(path: str | os.PathLike, what: str = "input") -> Iterator[tuple[int, bytes]]:
+    """``(line number, bytes)`` of every line, 1-based, each within the line limit (not decoded)."""
     limit = _limit("GLMV_MAX_LINE_BYTES", MAX_LINE_BYTES)
     with open_input(path, what) as f:
         lineno = 0
@@ -86,14 +86,20 @@ def iter_lines(path: str | os.PathLike, what: str = "input") -> Iterator[tuple[i
                 size = len(raw) + _skip_rest_of_line(f)
                 raise GlmvError(f"{path}:{lineno}: the line has {size:,} bytes, more than the limit {limit:,} "
                                 "(put images in files or a parquet column; $GLMV_MAX_LINE_BYTES raises the limit)")
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise GlmvError(f"{path}:{lineno}: not UTF-8 text (byte {e.start}: {e.reason}); is this a "
-                                "binary file (parquet, arrow)?") from None
-            text = text.rstrip("\r\n")
-            if text.strip():
-                yield lineno, text
+            yield lineno, raw
+
+
+def iter_lines(path: str | os.PathLike, what: str = "input") -> Iterator[tuple[int, str]]:
+    """``(line number, text without the newline)`` of every non-blank line, 1-based."""
+    for lineno, raw in iter_raw_lines(path, what):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise GlmvError(f"{path}:{lineno}: not UTF-8 text (byte {e.start}: {e.reason}); is this a "
+                            "binary file (parquet, arrow)?") from None
+        text = text.rstrip("\r\n")
+        if text.strip():
+            yield lineno, text
 
 
 def _skip_rest_of_line(f: IO[bytes]) -> int:

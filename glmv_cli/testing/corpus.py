@@ -228,7 +228,7 @@ def _mount_ro(d: Path) -> str | None:
 
 
 def _umount(d: Path) -> None:
-    subprocess.run(["umount", str(d)], capture_output=True, timeout=10)
+    subprocess.run(["umount", "-l", str(d)], capture_output=True, timeout=10)
 
 
 def run_case(case: Case, fx: Fixtures, w: Path, limit_s: float = 60.0) -> Outcome:
@@ -242,7 +242,12 @@ def run_case(case: Case, fx: Fixtures, w: Path, limit_s: float = 60.0) -> Outcom
         why = _mount_ro(w / "ro")
         if why:
             return Outcome(case, "skipped", None, why, 0.0)
-    made = case.make(w, fx)
+    try:
+        made = case.make(w, fx)
+    except BaseException:
+        if case.needs == "mount":
+            _umount(w / "ro")
+        raise
     argv, env = made if isinstance(made, tuple) else (made, {})
     argv = [str(a) for a in argv]
     before = snapshot(w, fx.root)
@@ -302,7 +307,7 @@ def table(outcomes: list[Outcome], root: Path | None = None) -> str:
         s = s.replace("\n", " ").replace("|", "\\|")
         if root is not None:
             s = s.replace(str(root), "…")
-        return s if len(s) <= 150 else s[:149] + "…"
+        return s if len(s) <= 150 else s[:150].rsplit(" ", 1)[0] + " …"  # whole words: flags stay whole
 
     lines = ["| # | stage | input | outcome | message |", "|---|---|---|---|---|"]
     for i, o in enumerate(outcomes):

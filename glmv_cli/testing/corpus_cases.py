@@ -380,7 +380,7 @@ def _(w, fx):
     return pack_args(w, fx.synth, "--max-image-pixels", 0)
 
 
-@case("pack", "--model a directory of something else", "'{w}/junk': not a model directory (no config.json)")
+@case("pack", "--model a directory of something else", "{w}/junk", "no config.json")
 def _(w, fx):
     (w / "junk").mkdir()
     return ["pack", "--model", w / "junk", "--input", fx.synth, "--out", w / "out"]

@@ -127,7 +127,7 @@ def test_bad_options(tmp_path, args, msg):
 
 def test_missing_input_and_existing_out(tmp_path):
     res = runner.invoke(app, ["reward", "--input", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")])
-    assert res.exit_code == 2 and "does not exist or is not a file" in res.output
+    assert res.exit_code == 2 and "nope.jsonl' does not exist" in res.output
     inp = write(tmp_path / "r.jsonl", [GOOD])
     assert runner.invoke(app, ["reward", "--input", str(inp), "--out", str(tmp_path / "o")]).exit_code == 0
     res = runner.invoke(app, ["reward", "--input", str(inp), "--out", str(tmp_path / "o")])

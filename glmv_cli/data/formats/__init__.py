@@ -53,6 +53,8 @@ def resolve_format(source: Source, fmt: str = "auto") -> str:
         obj = decode_payload(payload, source.name, line)
     except RecordError:
         return "glmv"  # the line's own error is reported when it is read
+    if not isinstance(obj, dict):
+        return "glmv"  # not a row of any format: its own error ("expected a JSON object") is reported when read
     found = detect(obj)
     if found is None:
         keys = ", ".join(sorted(obj)) if isinstance(obj, dict) else type(obj).__name__

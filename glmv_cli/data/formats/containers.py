@@ -51,15 +51,16 @@ class Source:
 
     def rows(self) -> Iterator[tuple[int, Any]]:
         if self.kind == "jsonl":
-            with open(self.path, "rb") as fh:  # type: ignore[arg-type]
-                for line, raw in enumerate(fh, start=1):
-                    try:
-                        text = raw.decode("utf-8")
-                    except UnicodeDecodeError as e:
-                        raise GlmvError(f"{self.name}:{line}: not UTF-8 text ({e.reason} at byte {e.start} of the "
-                                        f"line){_binary_hint(Path(self.path))}") from None  # type: ignore[arg-type]
-                    if text.strip():
-                        yield line, text.rstrip("\r\n")
+            from glmv_cli.data.jsonl import iter_raw_lines  # regular files only, line limit
+
+            for line, raw in iter_raw_lines(self.path, self.name):  # type: ignore[arg-type]
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise GlmvError(f"{self.name}:{line}: not UTF-8 text ({e.reason} at byte {e.start} of the "
+                                    f"line){_binary_hint(Path(self.path))}") from None  # type: ignore[arg-type]
+                if text.strip():
+                    yield line, text.rstrip("\r\n")
         elif self.kind == "json":
             yield from enumerate(self._load_array(), start=1)
         else:
@@ -201,6 +202,9 @@ def open_source(spec: str, *, split: str | None = None, subset: str | None = Non
         raise GlmvError(f"{what} '{spec}' does not exist")
     if p.is_dir():
         return _folder_source(p, split, subset, root, what)
+    from glmv_cli.data.jsonl import check_input_file
+
+    check_input_file(p, what)  # a FIFO would hang, a device fill memory; the size limit
     kind = FILE_KINDS.get(p.suffix.lower())
     if kind is None:
         raise GlmvError(f"{what} '{spec}': unknown file type '{p.suffix}' (expected .jsonl, .json, .parquet, "
