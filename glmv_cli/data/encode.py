@@ -159,7 +159,8 @@ class Encoder:
         return ids, labels, ["answer_converted"] * bool(converted) + ["template_realigned"] * realigned
 
     def encode(self, rec: Record, input_index: int = 0) -> Encoded:
-        from glmv_cli.data.chat import ChatFormatError, pretrain_arrays
+        from glmv_cli.data.chat import ChatFormatError
+        from glmv_cli.data.chat_tokens import pretrain_arrays
 
         grids = self.grids(rec)
         counts = [tokens_for_grid(g, self.settings) for g in grids]
