@@ -30,7 +30,7 @@ def build_prompts(processor, count: int, image_px: int, seed: int):
     import numpy as np
     from PIL import Image
 
-    from glmv_cli.data.chat import encode_chat
+    from glmv_cli.data.chat_tokens import encode_chat
     from glmv_cli.generation import Prompt
 
     rng = np.random.default_rng(seed)

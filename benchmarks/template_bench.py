@@ -1,6 +1,6 @@
 """Benchmark of rendering conversations for a checkpoint that ships its own chat template.
 
-``glmv pack`` renders records with glmv's Python renderer (``chat.chat_arrays``) for its presets and
+``glmv pack`` renders records with glmv's Python renderer (``chat_tokens.chat_arrays``) for its presets and
 with the checkpoint's jinja template otherwise (``template.ChatFormat``), carrying glmv's labels over
 to the template's text. This measures, in the same run and on the same records, the cost per record
 of ids + labels for:
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--records", type=int, default=2000)
     args = ap.parse_args(argv)
 
-    from glmv_cli.data.chat import chat_arrays
+    from glmv_cli.data.chat_tokens import chat_arrays
     from glmv_cli.data.template import ChatFormat, convert_answer_form
     from glmv_cli.modeling.tokenizer import offline_tokenizer
     from glmv_cli.testing.published import TEMPLATE_41V, TEMPLATE_45V

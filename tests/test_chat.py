@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from glmv_cli.data.chat import (
-    IGNORE_INDEX,
-    ChatFormatError,
-    chat_template,
-    encode_chat,
-    encode_pretrain_text,
-    mm_token_type_ids,
-    render_prompt,
-    style_for_model_type,
-)
+from glmv_cli.data.chat import IGNORE_INDEX, ChatFormatError, chat_template, render_prompt, style_for_model_type
+from glmv_cli.data.chat_tokens import encode_chat, encode_pretrain_text, mm_token_type_ids
 
 
 @pytest.fixture(scope="module")

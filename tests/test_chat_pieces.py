@@ -1,4 +1,4 @@
-"""The piece cache of chat.py (``_Pieces``): tokenising a text from cached pieces between added
+"""The piece cache of chat_tokens.py (``_Pieces``): tokenising a text from cached pieces between added
 tokens must give exactly the ids and start offsets of one Rust ``encode`` of the whole text, and
 ``encode_chat`` / ``encode_pretrain_text`` must not change when the cache is switched off."""
 
@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from glmv_cli.data import chat
-from glmv_cli.data.chat import encode_chat, encode_pretrain_text
+from glmv_cli.data import chat_tokens as chat
+from glmv_cli.data.chat_tokens import encode_chat, encode_pretrain_text
 
 HAND = [
     "", "\n", " ", "  \n \n", "Hello world", " How many red circles are there in picture 1234?",

@@ -354,7 +354,7 @@ def test_collate_aligns_tokens_and_refuses_a_sampled_image_placeholder():
 def _image_batch(tr, model, proc):
     """Two rows: an image prompt (its <|image|> run sits among the targets) and a text prompt,
     each with a 6-token response."""
-    from glmv_cli.data.chat import encode_chat
+    from glmv_cli.data.chat_tokens import encode_chat
     from glmv_cli.rl.trainer import _Row
 
     tok = proc.tokenizer

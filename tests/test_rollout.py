@@ -169,7 +169,7 @@ def tiny():
 
 
 def _prompts(model, proc):
-    from glmv_cli.data.chat import encode_chat
+    from glmv_cli.data.chat_tokens import encode_chat
 
     tok = proc.tokenizer
     out = []

@@ -49,7 +49,7 @@ def servers(tiny):
 def _image_prompts(proc, tmp_path):
     from PIL import Image
 
-    from glmv_cli.data.chat import encode_chat
+    from glmv_cli.data.chat_tokens import encode_chat
 
     out = []
     g = torch.Generator().manual_seed(0)
@@ -68,7 +68,7 @@ def _image_prompts(proc, tmp_path):
 
 
 def _text_prompts(proc):
-    from glmv_cli.data.chat import encode_chat
+    from glmv_cli.data.chat_tokens import encode_chat
 
     out = []
     for i, q in enumerate(["What is 2+3?", "Name three colours, then stop."]):

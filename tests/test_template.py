@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from glmv_cli.data.chat import ChatFormatError, encode_chat
+from glmv_cli.data.chat import ChatFormatError
+from glmv_cli.data.chat_tokens import encode_chat
 from glmv_cli.data.schema import RecordError, parse_record
 from glmv_cli.data.template import ChatFormat, convert_answer_form, template_messages
 from glmv_cli.testing.published import TEMPLATE_41V, TEMPLATE_45V

@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from glmv_cli.data.chat import ChatFormatError, encode_chat, encode_pretrain_text, mm_token_type_ids, render_prompt
+from glmv_cli.data.chat import ChatFormatError, render_prompt
+from glmv_cli.data.chat_tokens import encode_chat, encode_pretrain_text, mm_token_type_ids
 from glmv_cli.modeling.video_processor import split_video_grid, video_processor_for, video_prompt
 
 

@@ -179,7 +179,8 @@ class Encoder:
         self.seq_len, self.max_chars = seq_len, seq_len * max(longest, 1)
 
     def encode(self, rec: Record, input_index: int = 0) -> Encoded:
-        from glmv_cli.data.chat import ChatFormatError, pretrain_arrays
+        from glmv_cli.data.chat import ChatFormatError
+        from glmv_cli.data.chat_tokens import pretrain_arrays
 
         max_chars = getattr(self, "max_chars", None)
         if max_chars is not None:

@@ -37,9 +37,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from glmv_cli.data.chat import (GLM41V_TEMPLATE, GLM45V_TEMPLATE, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, ChatFormatError,
-                                encode_segments, message_reasoning, render_prompt, render_segments,
-                                style_for_model_type)
+from glmv_cli.data.chat import GLM41V_TEMPLATE, GLM45V_TEMPLATE, IMAGE_PLACEHOLDER, VIDEO_PLACEHOLDER, ChatFormatError, message_reasoning, render_prompt, render_segments, style_for_model_type
+from glmv_cli.data.chat_tokens import encode_segments
 
 ANS_O, ANS_C = "<answer>", "</answer>"
 THINK_O, THINK_C = "<think>", "</think>"
@@ -120,7 +119,7 @@ class ChatFormat:
     def arrays(self, tokenizer: Any, messages: Sequence[dict], *, image_token_counts: Sequence[int] = (),
                video_layouts: Sequence[tuple[int, Sequence[int]]] = (), add_generation_prompt: bool = False,
                enable_thinking: bool = True, train_on: str = "last") -> tuple[np.ndarray, np.ndarray, bool]:
-        """``(input_ids, labels, realigned)`` of a conversation (see ``chat.chat_arrays``)."""
+        """``(input_ids, labels, realigned)`` of a conversation (see ``chat_tokens.chat_arrays``)."""
         videos: list[str] = []
         segs, n_images, close, realigned = self.segments(messages, add_generation_prompt=add_generation_prompt,
                                                          enable_thinking=enable_thinking, train_on=train_on,

@@ -149,7 +149,8 @@ class ModelRuntime:
     def render_chat(self, chat, spec: GenSpec) -> None:
         """Fills ``spec.prompt_ids`` from record-format messages: glmv's ``encode_chat`` with the
         generation prompt; a continued final assistant message is that prompt plus its text's tokens."""
-        from glmv_cli.data.chat import ChatFormatError, encode_chat
+        from glmv_cli.data.chat import ChatFormatError
+        from glmv_cli.data.chat_tokens import encode_chat
 
         _, _, counts = self._process_images(spec.images)
         msgs = chat.messages[:-1] if chat.continue_final else chat.messages
