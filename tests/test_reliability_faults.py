@@ -278,7 +278,7 @@ def test_two_concurrent_runs_on_one_out(data, tmp_path):
     lock.write_text(json.dumps({"pid": 1, "host": "other-node", "locked_at": time.time(), "token": "t"}))
     r = runner.invoke(app, [str(x) for x in [*args[:-1], out3]])
     assert r.exit_code == 2
-    assert f"is being written by another glmv run (pid 1 on host other-node" in r.output
+    assert "is being written by another glmv run (pid 1 on host other-node" in r.output
     assert f"if that run is gone, delete {lock}" in r.output and lock.exists()
 
 
