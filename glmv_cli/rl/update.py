@@ -29,9 +29,12 @@ the head zero gradient), on the full-logits path as a finite floor so entropy st
 
 from __future__ import annotations
 
+import contextlib
 import time
+import types
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 
@@ -43,17 +46,48 @@ from glmv_cli.training import dist
 MASKED_LOGIT = -1.0e30
 
 
+@contextmanager
+def _image_runs(model: Any, batch: dict[str, Any]) -> Iterator[list[torch.Tensor]]:
+    """Within the block, the model's vision features of the pack's distinct images fill its image runs.
+
+    transformers computes image features inside the model call (``get_image_features``) and scatters
+    them onto the ``<|image|>`` tokens in order. Here that method (on the inner model instance, for
+    this one call) returns one entry per image *run*, reusing each distinct image's features;
+    probe images are dropped from the runs, and their features' sum x 0 is appended to the yielded
+    list for the caller to add to the result. The tower thus runs inside the root module's call, as
+    DeepSpeed ZeRO-3 expects (its hooks gather parameters a module reads from a child it does not
+    call, like the vision position table, only on that path)."""
+    inner = model.model
+    runs, n_real = batch["image_runs"].tolist(), int(batch["real_images"])
+    ties: list[torch.Tensor] = []
+    orig = type(inner).get_image_features
+
+    def shared(self: Any, pixel_values: torch.Tensor, image_grid_thw: Any = None, **kw: Any) -> Any:
+        out = orig(self, pixel_values, image_grid_thw, **kw)
+        feats = out.pooler_output
+        if len(feats) > n_real:  # probe images: the tower ran (same collectives everywhere), no effect
+            ties.append(torch.stack([f.float().sum() for f in feats[n_real:]]).sum() * 0.0)
+        out.pooler_output = tuple(feats[k] for k in runs) if runs else (feats[0][:0],)
+        return out
+
+    inner.get_image_features = types.MethodType(shared, inner)
+    try:
+        yield ties
+    finally:
+        inner.__dict__.pop("get_image_features", None)
+
+
 def forward_logp(model: Any, batch: dict[str, Any], *, temperature: float = 1.0, banned: Sequence[int] = (),
                  want_entropy: bool = False, chunked: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(log-probs of the response tokens [rows, T_resp] under softmax(masked logits / T), entropy or
     None) for one pack of ``rows.collate_pack``.
 
-    The vision tower runs once over the pack's distinct images; their features fill every image run
-    (``image_runs``) through transformers' ``mm_encoder_outputs``, so rows of one group share one
-    vision forward and its gradient is the sum over those rows (as if each row had run it). Probe
-    images enter the result with weight 0. Logits exist only at response positions
-    (``logits_to_keep``); without entropy they never exist at all: the head runs chunked
-    (``glmv_kernels``) inside its own module call, where ZeRO-3 has gathered its weight."""
+    The vision tower runs once over the pack's distinct images and their features fill every image
+    run (``_image_runs``), so rows of one group share one vision forward and its gradient is the
+    sum over those rows (as if each row had run it); probe images enter with weight 0. Logits exist
+    only at response positions (``logits_to_keep``); without entropy they never exist at all: the
+    head runs chunked (``glmv_kernels``) inside its own module call, where ZeRO-3 has gathered its
+    weight."""
     from glmv_kernels.logprobs import linear_logprobs
     from glmv_kernels.model_loss import head_forward, unwrap
 
@@ -61,22 +95,15 @@ def forward_logp(model: Any, batch: dict[str, Any], *, temperature: float = 1.0,
     pos, tgt = batch["resp_pos"], batch["resp_tgt"]
     kw: dict[str, Any] = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"],
                           "attention_mask": None, "use_cache": False, "logits_to_keep": pos}
-    tie = None
+    images = contextlib.nullcontext([])
     if "pixel_values" in batch:
-        from transformers.modeling_outputs import BaseModelOutputWithPooling
-
-        feats = m.model.get_image_features(batch["pixel_values"], batch["image_grid_thw"],
-                                           return_dict=True).pooler_output
-        runs = batch["image_runs"].tolist()
-        if runs:
-            kw["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=tuple(feats[k] for k in runs))}
-        n_real = int(batch["real_images"])
-        if len(feats) > n_real:  # probe images: the tower runs (same collectives everywhere), no effect
-            tie = torch.stack([f.float().sum() for f in feats[n_real:]]).sum() * 0.0
+        kw.update(pixel_values=batch["pixel_values"], image_grid_thw=batch["image_grid_thw"])
+        images = _image_runs(m, batch)
     ban = torch.tensor(list(banned), dtype=torch.long, device=tgt.device) if banned else None
     ent = None
     if want_entropy or not chunked:
-        logits = model(**kw).logits[0].float() / temperature  # [N, V]
+        with images as ties:
+            logits = model(**kw).logits[0].float() / temperature  # [N, V]
         if ban is not None:
             # a finite floor, not -inf: exp() is exactly 0 either way, but entropy's p * log p stays
             # 0 instead of 0 * -inf = nan
@@ -91,10 +118,10 @@ def forward_logp(model: Any, batch: dict[str, Any], *, temperature: float = 1.0,
                 bias = row if bias is None else bias + row
             return linear_logprobs(hidden[0], w, tgt.to(hidden.device), bias=bias, temperature=temperature)
 
-        with head_forward(m, head):
+        with head_forward(m, head), images as ties:
             logp = model(**kw).logits
-    if tie is not None:
-        logp = logp + tie
+    for t in ties:
+        logp = logp + t
     lay = batch["layout"]
     return logp[lay], (ent[lay] if ent is not None else None)
 
