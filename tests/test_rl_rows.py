@@ -144,20 +144,27 @@ def _reference_logp(model, row, temperature, banned):
     return lg.log_softmax(-1).gather(-1, torch.tensor(row.ids[row.prompt_len:])[:, None])[:, 0]
 
 
-@pytest.mark.parametrize("temperature", [0.7, 1.3])
-def test_packed_forward_equals_each_row_alone_and_runs_vision_once(tiny, temperature):
+@pytest.mark.parametrize("temperature,attention", [(0.7, "sdpa"), (1.3, "per-sample")])
+def test_packed_forward_equals_each_row_alone_and_runs_vision_once(tiny, temperature, attention):
+    import contextlib
+
+    from glmv_cli.rl.update import packed_text_attention
+
     model, proc = tiny
     rows = _rows(proc, seed=1)
     ban = (int(model.config.image_token_id), int(model.config.image_start_token_id))
     b = collate_pack(rows, _spec(model))
     calls = []
     h = model.model.visual.register_forward_hook(lambda *a: calls.append(1))
+    ctx = packed_text_attention(model) if attention == "per-sample" else contextlib.nullcontext()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), ctx:
+            assert model.config.text_config._attn_implementation == ("glmv_packed" if attention != "sdpa" else "sdpa")
             logp, _ = forward_logp(model, b, temperature=temperature, banned=ban)
             full, ent = forward_logp(model, b, temperature=temperature, banned=ban, want_entropy=True)
     finally:
         h.remove()
+    assert model.config.text_config._attn_implementation == "sdpa"  # restored
     assert len(calls) == 2  # one vision forward per pack (two rows share the image), per call
     for i, r in enumerate(rows):
         ref = _reference_logp(model, r, temperature, ban)

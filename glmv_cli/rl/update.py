@@ -126,6 +126,28 @@ def forward_logp(model: Any, batch: dict[str, Any], *, temperature: float = 1.0,
     return logp[lay], (ent[lay] if ent is not None else None)
 
 
+@contextmanager
+def packed_text_attention(model: Any) -> Iterator[None]:
+    """Within the block, the LM's attention reads sample boundaries from the packed position ids
+    (``glmv_kernels``' registered ``glmv_packed``: flash-attn varlen, flex, or one sdpa per sample)
+    instead of transformers' sdpa with a dense block-diagonal mask, whose cost over a pack of k
+    rows is k times the rows' own attention. Only an sdpa/eager text attention is swapped (a
+    flash-attention model already cuts packed rows itself); the vision tower and the rollouts'
+    padded batches are untouched, and the exported config never sees the name."""
+    from glmv_kernels.attention import register_hf_packed_attention
+
+    cfg = model.config.get_text_config()
+    old = getattr(cfg, "_attn_implementation", None)
+    if old not in ("sdpa", "eager"):
+        yield
+        return
+    model.set_attn_implementation({"text_config": register_hf_packed_attention()})
+    try:
+        yield
+    finally:
+        model.set_attn_implementation({"text_config": old})
+
+
 def loss_units(batch: dict[str, Any], agg: str) -> float:
     """The loss units of a pack: loss tokens (token-mean) or sequences with any (seq-mean-*)."""
     m = batch["loss_mask"]
@@ -193,6 +215,13 @@ class PolicyUpdate:
         stats = plan_stats(plan, lengths)
         mbs = self.collate(rows, plan)
         recompute = not (lc.ppo_epochs * len(plan) == 1 and s.exact_logprobs)
+        ref = packed_text_attention(self.ref_model) if self.ref_model is not None else contextlib.nullcontext()
+        with packed_text_attention(self.engine.module), ref:
+            return self._run(plan, mbs, stats, recompute, step)
+
+    def _run(self, plan: list, mbs: list[list[dict[str, Any]]], stats: Any, recompute: bool,
+             step: int) -> dict[str, float]:
+        lc = self.lc
         t0 = time.perf_counter()
         gap = self._old_logp(mbs, recompute)
         old_s = time.perf_counter() - t0
