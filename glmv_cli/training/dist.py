@@ -65,6 +65,18 @@ def init() -> None:
                 os.environ.pop(k, None)
 
 
+def init_coordination() -> None:
+    """A gloo process group for coordination only (barriers, small all-gathers), for stages that run
+    no collective on a model (``grade-difficulty`` under torchrun: each rank grades its own shard).
+    No DeepSpeed and no CUDA: the rollout engine (an in-process HF model on ``cuda:LOCAL_RANK``, or
+    vLLM) keeps the GPU to itself. Idempotent; a no-op outside a launcher."""
+    import torch.distributed as dist
+
+    if not launched() or (dist.is_available() and dist.is_initialized()):
+        return
+    dist.init_process_group("gloo")
+
+
 def rank() -> int:
     import torch.distributed as dist
 
@@ -91,8 +103,7 @@ def all_sum(values: list[float]) -> list[float]:
 
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return list(values)
-    dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    t = torch.tensor(values, dtype=torch.float64, device=_device())
     dist.all_reduce(t)
     return t.tolist()
 
@@ -104,16 +115,19 @@ def all_max(values: list[float]) -> list[float]:
 
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return list(values)
-    dev = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    t = torch.tensor(values, dtype=torch.float64, device=dev)
+    t = torch.tensor(values, dtype=torch.float64, device=_device())
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return t.tolist()
 
 
 def _device() -> Any:
+    """Where collective buffers live: the current GPU under NCCL, else the CPU (gloo)."""
     import torch
+    import torch.distributed as dist
 
-    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+    if torch.cuda.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def _gather_padded(t: Any, sizes: list[int]) -> list[Any]:
