@@ -30,7 +30,9 @@ old-log-prob forward, 0 when skipped) and ``update_s`` (forward/backward/optimiz
 What a step logs (``metrics.jsonl``, one line per step, and per domain under ``domains``):
 reward, pass rate (reward ≥ 0.5), informative fraction, expansion ratio / EMA / top-up rounds,
 tier histogram, response length, truncation and forced-answer rates, clip fractions, approximate
-KL, grad norm, tokens/s and the groups dropped for judge failures.
+KL, grad norm, the PPO ratio's range on the first mini-batch, whether old log-probs were
+recomputed, the update's padding ratio and forwards, tokens/s and the groups dropped for judge
+failures.
 """
 
 from __future__ import annotations
