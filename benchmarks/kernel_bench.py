@@ -133,23 +133,28 @@ def _gib(b: float) -> float:
 
 
 # ----------------------------------------------------------------------------- packed SFT (GPU part)
-def glm4v_1b_config(attn: str, layers: int = 12, hidden: int = 2048, vocab: int = VOCAB):
+def glm4v_1b_config(attn: str, layers: int = 12, hidden: int = 2048, vocab: int = VOCAB, *,
+                    vision: dict | None = None, token_ids: dict | None = None, eos: list | None = None):
     """A GLM-4V-shaped ~1.2 B model (GLM-4 text stack: GQA 16 q / 2 kv heads, head_dim 128,
-    partial rotary 0.5, mrope; vocab 151,552 untied: 0.62 B of it is embedding + head)."""
+    partial rotary 0.5, mrope; vocab 151,552 untied: 0.62 B of it is embedding + head).
+    ``vision`` overrides vision-tower fields; ``token_ids`` / ``eos`` the multimodal and stop ids
+    (default: the last six ids of the vocabulary, no stop ids)."""
     from transformers import Glm4vConfig
 
+    ids = token_ids or dict(image_token_id=vocab - 6, video_token_id=vocab - 5, image_start_token_id=vocab - 4,
+                            image_end_token_id=vocab - 3, video_start_token_id=vocab - 2,
+                            video_end_token_id=vocab - 1)
+    vis = dict(depth=2, hidden_size=256, num_heads=2, image_size=112, patch_size=14, out_hidden_size=hidden,
+               intermediate_size=512, spatial_merge_size=2, temporal_patch_size=2)
+    vis.update(vision or {})
     return Glm4vConfig(
         text_config=dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=3 * hidden,
                          num_hidden_layers=layers, num_attention_heads=hidden // 128, num_key_value_heads=2,
                          head_dim=128, max_position_embeddings=32768, attention_bias=True,
                          rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
-                                          "mrope_section": [8, 12, 12], "partial_rotary_factor": 0.5}),
-        vision_config=dict(depth=2, hidden_size=256, num_heads=2, image_size=112, patch_size=14,
-                           out_hidden_size=hidden, intermediate_size=512, spatial_merge_size=2,
-                           temporal_patch_size=2),
-        image_token_id=vocab - 6, video_token_id=vocab - 5, image_start_token_id=vocab - 4,
-        image_end_token_id=vocab - 3, video_start_token_id=vocab - 2, video_end_token_id=vocab - 1,
-        attn_implementation=attn)
+                                          "mrope_section": [8, 12, 12], "partial_rotary_factor": 0.5},
+                         **({"eos_token_id": eos} if eos else {})),
+        vision_config=vis, attn_implementation=attn, **ids)
 
 
 def sft_lengths(total: int, seq_len: int, seed: int = 0) -> list[int]:

@@ -7,11 +7,14 @@ worst-case latency with the math timeout in force.
    decimals, fractions, percentages, short strings, and ~20 % LaTeX expressions; about half of the
    predictions right, often in another spelling). The same pairs go through plain math-verify
    (``verify(parse("$g$"), parse("$p$"))`` with its default signal timeouts) and through
-   ``math_equal`` (fast path, then math-verify in a guarded worker thread) with every cache cleared
-   and the gold-parse cache off, so no pair is helped by repetition. Prints pairs/s of both, the
+   ``math_equal`` (fast path, then math-verify in a guarded worker thread) with every cache cleared,
+   so no pair is helped by repetition. Prints pairs/s of both, the
    ratio and how many verdicts agree.
 2. ``score()`` verifications/s per domain (gates + verifier) on generated responses.
-3. Worst case: adversarial expressions whose sympy evaluation runs away (10^{10^{10}}, …) scored
+3. GRPO groups of 8 rollouts per prompt: reward time with the per-group reference cache on vs off
+   (same work, same run), with the verdict cache on (as in training) and off, for the realistic mix
+   and for symbolic references only.
+4. Worst case: adversarial expressions whose sympy evaluation runs away (10^{10^{10}}, …) scored
    with the timeout; prints the max latency.
 """
 
@@ -96,7 +99,7 @@ def bench_math(pairs: list[tuple[str, str]], timeout_s: float) -> dict:
         v = mathv.fast_equal(g, p)
         if v is None:
             try:
-                v = mathv.symbolic_equal(g, p, timeout_s=timeout_s, cache_gold=False)
+                v = mathv.symbolic_equal(g, p, timeout_s=timeout_s)
             except mathv.VerifierTimeout:  # math-verify's own timeout also yields False
                 v, n_timeout = False, n_timeout + 1
         else:
@@ -153,7 +156,7 @@ def bench_domains(n: int, seed: int) -> dict[str, tuple[float, float]]:
     for name, cs in cases.items():
         dom = name.split(" ")[0]
         mathv.clear_caches()
-        cfg = RewardConfig()
+        cfg = RewardConfig(cache_references=False)
         cfg.domains["math"] = {"verifier": "math", "cache": False}
         t0, c0 = time.perf_counter(), time.process_time()
         for resp, ref, extra in cs:
@@ -162,25 +165,49 @@ def bench_domains(n: int, seed: int) -> dict[str, tuple[float, float]]:
     return out
 
 
-def bench_groups(n_prompts: int, group: int, seed: int) -> tuple[float, float, float]:
-    """score() on GRPO-like groups: ``group`` rollouts per prompt whose answers repeat (the
-    reference's own spelling or the mix's prediction), caches on as in training. Returns
-    (verifications/s, share of rollouts whose (reference, answer) pair was new to the cache)."""
-    from glmv_cli.rewards import RewardConfig, score
+def _group_work(n_prompts: int, group: int, seed: int, symbolic: bool) -> list[tuple[str, str]]:
+    """``group`` rollouts per prompt; each answers the reference's own spelling or one of the mix's
+    predictions for it (right or wrong), so answers repeat within a group as they do in GRPO."""
+    rng = random.Random(seed)
+    golds: dict[str, list[str]] = {}
+    for gold, pred in math_mix(n_prompts * 8, seed + 1):
+        golds.setdefault(gold, []).append(pred)
+    keys = [g for g in golds if not symbolic or mathv_is_symbolic(g)]
+    rng.shuffle(keys)
+    work = []
+    for gold in keys[:n_prompts]:
+        work += [(_resp(rng.choice([gold] + golds[gold])), gold) for _ in range(group)]
+    return work
+
+
+def mathv_is_symbolic(gold: str) -> bool:
     from glmv_cli.rewards import mathv
 
-    rng = random.Random(seed)
-    work = []
-    for gold, pred in math_mix(n_prompts, seed + 1):  # rollouts answer the canonical form or the mix's pred
-        work += [(_resp(rng.choice([gold, pred])), gold) for _ in range(group)]
-    mathv.clear_caches()
-    cfg = RewardConfig()
-    t0, c0 = time.perf_counter(), time.process_time()
-    for resp, gold in work:
-        score(None, resp, gold, "math", config=cfg)
-    dt, dc = time.perf_counter() - t0, time.process_time() - c0
-    info = mathv._math_equal_cached.cache_info()
-    return len(work) / dt, len(work) / dc, info.misses / len(work)
+    return mathv.parse_number(mathv.normalize(gold)) is None
+
+
+def bench_groups(n_prompts: int, group: int, seed: int, symbolic: bool = False) -> dict[tuple[bool, bool], tuple]:
+    """score() on GRPO-like groups with the per-group reference cache on and off, each with the
+    verdict cache on (as in training) and off: {(verdict cache, reference cache): (verifications
+    per CPU s, CPU s)}. Same work, same process, sympy's cache cleared before each run."""
+    from sympy.core.cache import clear_cache
+
+    from glmv_cli.rewards import RewardConfig, mathv, score
+
+    work = _group_work(n_prompts, group, seed, symbolic)
+    out = {}
+    for verdicts in (True, False):
+        for refs in (True, False):
+            mathv.clear_caches()
+            clear_cache()
+            cfg = RewardConfig(cache_references=refs)
+            cfg.domains["math"] = {"verifier": "math", "cache": verdicts}
+            c0 = time.process_time()
+            for resp, gold in work:
+                score(None, resp, gold, "math", config=cfg)
+            dc = time.process_time() - c0
+            out[(verdicts, refs)] = (len(work) / dc, dc)
+    return out
 
 
 def worst_case(timeout_s: float) -> tuple[float, list[tuple[str, float, str | None]]]:
@@ -230,9 +257,13 @@ def main() -> None:
           f"agree {mi['agree']}/{mi['n']}")
     for dom, (rate, cpu_rate) in bench_domains(max(200, args.n // 3), args.seed).items():
         print(f"score() {dom:20s} {rate:8.0f} [{cpu_rate:8.0f}] verifications/s")
-    rate, cpu_rate, miss = bench_groups(max(50, args.n // 16), 8, args.seed)
-    print(f"score() math, GRPO groups of 8 (caches on): {rate:.0f} [{cpu_rate:.0f}] verifications/s "
-          f"({miss:.0%} of pairs new to the verdict cache)")
+    for label, symbolic in (("realistic", False), ("symbolic references", True)):
+        g = bench_groups(max(40, args.n // 24), 8, args.seed, symbolic)
+        for verdicts in (True, False):
+            on, off = g[(verdicts, True)], g[(verdicts, False)]
+            print(f"score() math, GRPO groups of 8, {label}, verdict cache {'on ' if verdicts else 'off'}: "
+                  f"reference cache on {on[0]:.0f} / off {off[0]:.0f} verifications per CPU s -> reward time "
+                  f"off/on {off[1] / on[1]:.2f}x")
     worst, rows = worst_case(args.timeout)
     for name, t, why in rows:
         print(f"worst case {name!r:28s} {t * 1000:8.1f} ms  ({why})")

@@ -13,15 +13,15 @@
    Reported: padding ratio (token slots the forwards process / real row tokens), forwards, and the
    process CPU time of old-log-prob pass + forward/backward of the loss (one thread; the optimizer
    step is the same in both and left out).
-2. Scoring. ``--judge-items`` LLM-judge responses against a local HTTP judge that answers after
-   ``--judge-latency`` seconds: serial (``rl.scoring.Scorer`` with 0 workers) vs ``--workers``
-   threads (wall time; the results are checked to be identical).
-3. Gather payload. Rollouts of ``--gather-tokens`` tokens encoded as JSON text (the former
+2. Gather payload. Rollouts of ``--gather-tokens`` tokens encoded as JSON text (the former
    exchange) vs int32/float32/uint8 tensors (``training.dist.all_gather_tensors``): bytes per token
    and CPU seconds per million tokens to encode and decode (the collective itself moves the bytes).
 
-    python benchmarks/rl_update_bench.py            # CPU, ~2 min
-    python benchmarks/rl_update_bench.py --groups 8 --judge-items 16   # quicker
+Judge-bound scoring (serial vs the trainer's pooled ``RewardPool.score_many`` call against a local
+judge with a fixed latency) is measured by ``benchmarks/judge_pool_bench.py``.
+
+    python benchmarks/rl_update_bench.py            # CPU, ~1 min
+    python benchmarks/rl_update_bench.py --groups 8  # quicker
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ import json
 import math
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -174,61 +173,6 @@ def _after(model, rows, micro: int, recompute: bool) -> dict:
     return {"padding_ratio": st.padding_ratio, "forwards": st.forwards, "cpu_s": cpu}
 
 
-# ----------------------------------------------------------------------------- scoring
-
-
-def judge_server(latency: float):
-    """A local OpenAI-compatible judge: every request answers CORRECT after ``latency`` seconds."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            time.sleep(latency)
-            body = json.dumps({"choices": [{"message": {"content": "CORRECT"}}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
-
-
-def run_scoring(items: int, latency: float, workers: int) -> dict:
-    from glmv_cli.rewards import config_from_dict
-    from glmv_cli.rl.scoring import Scorer
-
-    srv = judge_server(latency)
-    url = f"http://127.0.0.1:{srv.server_address[1]}/v1/chat/completions"
-
-    def config():  # a fresh judge (empty in-memory cache) per measurement
-        return config_from_dict({"style": "glm45v", "gates": {"require_think": False, "require_box": False,
-                                                               "language_mix": False},
-                                 "domains": {"open": {"verifier": "judge", "retries": 0, "timeout_s": 30,
-                                                      "endpoints": [{"url": url, "model": "judge"}]}}})
-
-    work = [(f"question {i}", f"answer {i}", f"reference {i}", "open", None) for i in range(items)]
-    out = {}
-    results = {}
-    for name, w in (("serial", 0), ("pooled", workers)):
-        sc = Scorer(config(), w)
-        t0 = time.perf_counter()
-        results[name] = [r.to_dict() for r in sc.score(work)]
-        out[f"{name}_s"] = time.perf_counter() - t0
-        sc.close()
-    srv.shutdown()
-    out["identical"] = results["serial"] == results["pooled"]
-    out["items"], out["latency_s"], out["workers"] = items, latency, workers
-    return out
-
-
 # ----------------------------------------------------------------------------- gather payload
 
 
@@ -267,9 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-len", type=int, default=512)
     ap.add_argument("--grid", default="1,16,16", help="image patch grid t,h,w (merge 2: t*h*w/4 tokens)")
     ap.add_argument("--scale", type=int, default=1)
-    ap.add_argument("--judge-items", type=int, default=48)
-    ap.add_argument("--judge-latency", type=float, default=0.2)
-    ap.add_argument("--workers", type=int, default=16)
     ap.add_argument("--gather-tokens", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
@@ -289,9 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                       "after": after, "after_reused_old_logp": reuse, "after_dense_mask_attention": dense,
                       "time_ratio": after["cpu_s"] / before["cpu_s"], "time_ratio_reused": reuse["cpu_s"] / before["cpu_s"],
                       "time_ratio_dense_mask": dense["cpu_s"] / before["cpu_s"]},
-           "scoring": run_scoring(a.judge_items, a.judge_latency, a.workers),
            "gather": run_gather(a.gather_tokens, a.seed)}
-    u, s, g = res["update"], res["scoring"], res["gather"]
+    u, g = res["update"], res["gather"]
     print(f"update: {u['rows']} rows, {u['real_tokens']} tokens, micro-batch {a.micro_batch}")
     print(f"  padding ratio  before {before['padding_ratio']:.3f}  after {after['padding_ratio']:.3f}")
     print(f"  forwards       before {before['forwards']}  after {after['forwards']}")
@@ -299,9 +239,6 @@ def main(argv: list[str] | None = None) -> int:
           f"after, old log-probs reused {reuse['cpu_s']:.2f} ({u['time_ratio_reused']:.2f}x)")
     print(f"  (packs with transformers' dense block-diagonal mask instead of per-sample attention: "
           f"{dense['cpu_s']:.2f} s, {u['time_ratio_dense_mask']:.2f}x)")
-    print(f"scoring: {s['items']} judge calls at {s['latency_s'] * 1000:.0f} ms: serial {s['serial_s']:.2f} s, "
-          f"{s['workers']} threads {s['pooled_s']:.2f} s ({s['serial_s'] / s['pooled_s']:.1f}x), "
-          f"identical results: {s['identical']}")
     print(f"gather: JSON {g['json_bytes_per_token']:.1f} B/token, {g['json_cpu_s_per_million']:.2f} CPU s per M tokens; "
           f"tensors {g['tensor_bytes_per_token']:.1f} B/token, {g['tensor_cpu_s_per_million']:.2f} CPU s per M tokens")
     if a.out is not None:

@@ -28,6 +28,7 @@ from glmv_cli.artifacts import ArtifactWriter, Manifest, check_out, staging_path
 from glmv_cli.errors import GlmvError
 
 RUN_FILE = "run.json"
+WANDB_DIR = "wandb"  # --report-to wandb's working state (glmv_cli.training.tracking)
 CKPT_DIR = "checkpoints"
 STATE = "state.json"
 
@@ -84,7 +85,7 @@ class StageRun:
         self.rank0 = rank0
         self.path = staging_path(self.out)
         self.art = ArtifactWriter(self.out, stage, options=options, inputs=inputs, overwrite=overwrite,
-                                  resume=resume, keep_on_error=True, exclude=(CKPT_DIR,))
+                                  resume=resume, keep_on_error=True, exclude=(CKPT_DIR, WANDB_DIR))
         self.metrics = self.art.metrics
         self.extra = self.art.extra
 

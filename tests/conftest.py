@@ -1,14 +1,27 @@
-"""Test environment: offline hub, CPU DeepSpeed, one thread per op (CI has 2 cores)."""
+"""Test environment: offline hub, CPU DeepSpeed (off a GPU), a fixed thread count per op.
+
+CPU training is bitwise reproducible only for a fixed thread count, and the resume tests compare an
+uninterrupted run with a killed-and-resumed one exactly (same op sequence). The count is
+OMP_NUM_THREADS (default 1; CI has 2 cores), set here for this process and inherited by every
+subprocess a test starts, so those comparisons hold for any value
+(``OMP_NUM_THREADS=2 bash scripts/test.sh``).
+"""
 
 import os
 
+import torch
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("DS_ACCELERATOR", "cpu")
+if not torch.cuda.is_available():  # on a GPU machine DeepSpeed must find its CUDA accelerator
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -20,7 +20,6 @@ from glmv_cli.errors import GlmvError
 from glmv_cli.training import memory
 from glmv_cli.training.config import BatchConfig, EngineConfig, OptimConfig, TrainConfig, parse_checkpointing
 
-torch.set_num_threads(1)
 GRIDS = [[(1, 4, 4), (1, 2, 6)], [(1, 6, 4)], [(1, 2, 2), (1, 4, 2)]]  # 5 images, 16/12/24/4/8 patches
 VALID = "must be one of off, full, llm, vision, every-N (N an integer >= 1, e.g. every-2; true = full, false = off)"
 
@@ -261,7 +260,9 @@ def test_engine_zero0_and_zero3_train_identically_and_export_unwrapped(setup, tm
         for (z, mode), got in losses.items():
             if z == zero and mode != plain:
                 ref = losses[(zero, plain)]
-                assert got[0] == ref[0]
+                # chunked vision changes matmul shapes, so round-off differs by CPU (AMD vs Intel): the
+                # first loss agrees to fp32 rounding, later ones drift with the updates
+                assert abs(got[0] - ref[0]) <= 1e-6 * abs(ref[0]), (zero, mode, got[0], ref[0])
                 assert all(abs(a - b) <= 1e-5 * abs(b) for a, b in zip(got, ref)), (zero, mode, got, ref)
     assert losses[(0, "off")][2] < losses[(0, "off")][0]  # it trains
 

@@ -7,7 +7,6 @@ from glmv_cli.errors import GlmvError
 from glmv_cli.modeling.assemble import assemble, assembly_map, load_sources, mrope_section
 from glmv_cli.testing.tiny import TINY_IDS
 
-torch.set_num_threads(1)
 
 
 def _sources(intermediate=128):

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
 GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, language_mix: false}\n"
 
@@ -62,17 +61,14 @@ def test_rlcs_ablation_runs_both_arms_within_the_budget(tmp_path):
     assert "| prompts rolled (budget) |" in md
 
 
-def test_rl_update_bench_reports_before_after_and_pooled_scoring(tmp_path, capsys):
+def test_rl_update_bench_reports_padding_time_and_gather_payload(tmp_path, capsys):
     bench = _load("rl_update_bench")
     out = tmp_path / "rl.json"
     assert bench.main(["--groups", "2", "--group-size", "3", "--median-len", "12", "--max-len", "40",
-                       "--grid", "1,4,4", "--judge-items", "4", "--judge-latency", "0.05", "--workers", "4",
-                       "--gather-tokens", "2000", "--out", str(out)]) == 0
+                       "--grid", "1,4,4", "--gather-tokens", "2000", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
-    u, s, g = res["update"], res["scoring"], res["gather"]
+    u, g = res["update"], res["gather"]
     assert u["rows"] == 6 and u["before"]["padding_ratio"] > 1.0 and u["after"]["padding_ratio"] == 1.0
     assert u["after"]["forwards"] <= u["before"]["forwards"] and u["before"]["cpu_s"] > 0
-    # 4 calls of 50 ms: serial >= 0.2 s; 4 threads answer together
-    assert s["identical"] and s["serial_s"] >= 0.2 and s["pooled_s"] < s["serial_s"]
     assert g["tensor_bytes_per_token"] == 9.0 and g["json_bytes_per_token"] > 20
     assert "padding ratio  before" in capsys.readouterr().out

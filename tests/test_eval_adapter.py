@@ -48,7 +48,6 @@ def test_hf_generator_isolates_a_failing_request(monkeypatch):
 
     from glmv_cli.modeling import load
 
-    torch.set_num_threads(1)
     model, proc = load("tiny")
     g = HFGenerator(model, proc, GenSettings(thinking_budget=3, answer_budget=2), batch_size=4)
     real = g.engine.generate
@@ -69,6 +68,30 @@ def test_hf_generator_isolates_a_failing_request(monkeypatch):
     assert outs[0].num_tokens <= 7
 
 
+def test_video_goes_through_glms_native_video_input():
+    """A video request becomes frame pairs with their timestamps (not loose images): the Video-MME
+    fixture (8 frames at 4 fps, 2 s) sampled at 2 fps is 4 frames = 2 pairs stamped 0 and 1."""
+    from pathlib import Path
+
+    import torch
+
+    from glmv_cli.modeling import load
+
+    torch.set_num_threads(1)
+    model, proc = load("tiny")
+    g = HFGenerator(model, proc, GenSettings(thinking_budget=2, answer_budget=2), batch_size=1)
+    clip = Path(__file__).parent / "fixtures" / "eval" / "videomme" / "videos" / "fixvid01.mp4"
+    p = g._prompt(GenRequest("v", "<video>\nHow does the brightness change?", videos=[str(clip)]))
+    text = proc.tokenizer.decode(p.input_ids)
+    n = p.image_grid_thw[0].prod().item() // 4
+    # 32 px frames rise to the 56 px minimum (4 x 4 patches): 2 pairs of 16 rows, 4 tokens a pair
+    assert p.image_grid_thw.tolist() == [[1, 4, 4], [1, 4, 4]] and p.pixel_values.shape[0] == 32
+    assert f"<|begin_of_video|><|begin_of_image|>{'<|image|>' * n}<|end_of_image|>0<|begin_of_image|>" in text
+    assert text.count("<|begin_of_image|>") == 2 and "<|end_of_image|>1<|end_of_video|>" in text
+    out = g.generate([GenRequest("v", "<video>\nHow does the brightness change?", videos=[str(clip)])])
+    assert out[0].finish_reason in ("stop", "length", "forced") and out[0].error is None
+
+
 def test_failed_generations_reach_results_and_manifest(tmp_path):
     from pathlib import Path
 
@@ -84,7 +107,7 @@ def test_failed_generations_reach_results_and_manifest(tmp_path):
     m = run_eval(EvalOptions(model="m", out=tmp_path / "ev", tasks="hallusionbench", data_dir=fixtures),
                  generator=HalfBroken())
     res = m.metrics["results"]["glmv_hallusionbench"]
-    # rows 1 and 3 (gold yes) answered yes, rows 2 and 4 failed: scored 0, counted, not dropped
-    assert res["n"] == 4 and res["acc"] == 0.5 and res["failed_generations"] == 2 and res["forced"] == 2
-    assert res["no_answer"] == 0.5
+    # rows 1, 3, 5 (gold yes) and 6 (gold no) answered yes, rows 2 and 4 failed: scored 0, counted, not dropped
+    assert res["n"] == 6 and res["acc"] == 0.5 and res["failed_generations"] == 2 and res["forced"] == 4
+    assert res["no_answer"] == pytest.approx(2 / 6)
     assert m.metrics["failed_generations"] == 2

@@ -51,21 +51,55 @@ def test_ocrbench_substring_and_hme_spaces():
     assert S.score_ocrbench("GO", ["STOP"]) == 0.0
 
 
-def test_relaxed_accuracy():
-    assert S.score_relaxed("43", "42") == 1.0          # 2.4 % off
-    assert S.score_relaxed("45", "42") == 0.0          # 7.1 % off
-    assert S.score_relaxed("2020", "2019") == 0.0      # years exact
-    assert S.score_relaxed("France", "france") == 1.0
-    assert S.score_relaxed("[1, 5]", "[1, 2]") == 0.5  # list golds item by item
+def test_chartqapro_official_rules():
+    from glmv_cli.evaluation.scoring_official import score_chartqapro as cq
+
+    assert cq("43", ["42"], "Factoid", ["NO"]) == 1.0                 # 2.4 % off
+    assert cq("45", ["42"], "Factoid", ["NO"]) == 0.0                 # 7.1 % off
+    assert cq("2020", ["2019"], "Factoid", ["YES"]) == 0.0            # Year column: exact
+    assert cq("2019", ["10", "2019"], "Conversational", ["NO", "YES"]) == 1.0   # the last turn's flag
+    # text by ANLS (threshold 0.5): "united state" vs "united states" is 1 edit in 13 characters
+    assert cq("United State", ["United States"], "Factoid", ["NO"]) == pytest.approx(12 / 13)
+    assert cq("Canada", ["United States"], "Factoid", ["NO"]) == 0.0  # similarity under 0.5 scores 0
+    assert cq("['North', 'South']", ["[North, South]"], "Factoid", ["NO"]) == 1.0   # unquoted list gold
+    assert cq("['North']", ["[North, South]"], "Factoid", ["NO"]) == 0.5            # a missing item scores 0
 
 
-def test_mathvista_rules():
-    assert S.score_mathvista("B", "4", "multi_choice", "text", ["3", "4", "5"]) == 1.0
-    assert S.score_mathvista("5", "4", "multi_choice", "text", ["3", "4", "5"]) == 0.0
-    assert S.score_mathvista("7", "7", "free_form", "integer") == 1.0
-    assert S.score_mathvista("7.5", "7", "free_form", "integer") == 0.0
-    assert S.score_mathvista("1.54", "1.5", "free_form", "float", precision=1.0) == 1.0
-    assert S.score_mathvista("2.3", "2.35", "free_form", "float", precision=2.0) == 0.0
+def test_mathvista_official_rules():
+    from glmv_cli.evaluation.scoring_official import score_mathvista as mv
+
+    assert mv("B", "4", "multi_choice", "text", ["3", "4", "5"]) == 1.0
+    assert mv("(C) 5", "5", "multi_choice", "text", ["3", "4", "5"]) == 1.0
+    assert mv("The answer is C", "square", "multi_choice", "text", ["circle", "triangle", "square"]) == 1.0
+    assert mv("the square", "square", "multi_choice", "text", ["circle", "triangle", "square"]) == 1.0  # nearest
+    assert mv("12 cm", "12", "free_form", "integer") == 1.0
+    assert mv("3.7", "3", "free_form", "integer") == 1.0                 # int(float("3.7")) == 3
+    assert mv("7.5", "7", "free_form", "integer") == 1.0 and mv("8", "7", "free_form", "integer") == 0.0
+    assert mv("1.54", "1.5", "free_form", "float", precision=1.0) == 1.0
+    assert mv("2.3", "2.35", "free_form", "float", precision=2.0) == 0.0
+
+
+def test_mmmu_open_questions_with_list_golds():
+    from glmv_cli.evaluation.scoring_official import score_mmmu_open as mo
+
+    assert mo("3.429", "['24/7', '3.429']") == 1.0
+    assert mo("24/7", "['24/7', '3.429']") == 1.0                       # string gold inside the answer
+    assert mo("3.43", "3.429") == 1.0                                    # numbers rounded to 2 decimals
+    assert mo("3.44", "3.429") == 0.0
+    assert mo("about 12 m/s", "12") == 1.0
+    assert mo("cat", "a") == 0.0                                         # one-letter golds are padded
+
+
+def test_dynamath_and_chartmuseum_rules():
+    from glmv_cli.evaluation.scoring_official import score_chartmuseum as cm
+    from glmv_cli.evaluation.scoring_official import score_dynamath as dm
+
+    assert dm("2.5004", "2.5", "float") == 1.0 and dm("2.502", "2.5", "float") == 0.0   # within 0.001
+    assert dm("2π", str(2 * 3.141592653589793), "float") == 1.0
+    assert dm("(B) g", "B", "multiple choice") == 1.0 and dm("A or B", "B", "multiple choice") == 0.0
+    assert dm("blue", "Blue circle", "free form") == 1.0
+    assert cm("0.6", "60%") == 1.0 and cm("83.2%", "83.3%") == 1.0 and cm("91.05", "90.05") == 0.0
+    assert cm("2016", "2015") == 0.0 and cm("France", "france") == 1.0
 
 
 def test_math_equivalence_through_reward_verifier():
@@ -95,24 +129,13 @@ def test_exact_compares_numbers_by_value_and_letter_sets():
     assert S.score_letters("the cat", "A") == 0.0
 
 
-def test_headline_aggregates():
-    from glmv_cli.evaluation.taskdata import aggregate_score
+def test_aggregates_by_hand():
+    from glmv_cli.evaluation.protocols import a_circular, a_cvbench, a_settings
 
-    circ = [{"rule": "circular", "acc": a, "group": g, "source": None}
-            for g, a in [(0, 1.0), (0, 1.0), (1, 1.0), (1, 0.0), (2, 0.0)]]
-    assert aggregate_score(circ) == pytest.approx(1 / 3)
-    cv = [{"rule": "cvbench", "acc": a, "group": None, "source": s}
+    circ = [{"score": a, "facts": {"id": i}} for i, a in [(0, 1.0), (1_000_000, 1.0), (1, 1.0), (1_000_001, 0.0), (2, 0.0)]]
+    assert a_circular(circ)["score"] == pytest.approx(1 / 3)             # questions 0 | 1 | 2
+    cv = [{"score": a, "facts": {"source": s}}
           for s, a in [("ADE20K", 1.0), ("ADE20K", 0.0), ("COCO", 1.0), ("Omni3D", 0.0), ("Omni3D", 1.0)]]
-    # ((0.5 + 1.0) / 2 + 0.5) / 2 = 0.625
-    assert aggregate_score(cv) == pytest.approx(0.625)
-
-
-def test_rotation_moves_the_gold_with_its_option():
-    from glmv_cli.evaluation.taskdata import rotate_options
-
-    spec = {"benchmark": "mmbench_en", "columns": {"options": ["A", "B", "C", "D"], "answer": "answer"}}
-    r = {"A": "red", "B": "green", "C": "blue", "D": None, "answer": "C"}
-    r1 = rotate_options(spec, r, 1)
-    assert (r1["A"], r1["B"], r1["C"], r1["answer"]) == ("green", "blue", "red", "B")
-    r2 = rotate_options(spec, r, 2)
-    assert (r2["A"], r2["B"], r2["C"], r2["answer"]) == ("blue", "red", "green", "A")
+    assert a_cvbench(cv)["score"] == pytest.approx(0.625)               # ((0.5 + 1.0) / 2 + 0.5) / 2
+    st = [{"score": a, "facts": {"config": c}} for c, a in [("standard", 1.0), ("standard", 0.0), ("vision", 1.0)]]
+    assert a_settings(st)["score"] == pytest.approx(0.75)               # (0.5 + 1.0) / 2, not 2 / 3

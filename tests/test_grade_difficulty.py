@@ -23,7 +23,6 @@ from glmv_cli.rl.difficulty import (
     tier_name,
 )
 
-torch.set_num_threads(1)
 runner = CliRunner()
 
 
@@ -299,7 +298,6 @@ def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
 DP_SCRIPT = """
 import hashlib, json, os, sys
 import torch
-torch.set_num_threads(1)
 import glmv_cli.rewards.scoring as scoring
 from glmv_cli import options as O
 from glmv_cli.generation import HFEngine

@@ -6,7 +6,6 @@ import torch
 
 from glmv_kernels import attention as A  # noqa: E402
 
-torch.set_num_threads(1)
 
 # one packed row: samples of 3, 2, 1 and 4 tokens
 POS = torch.tensor([[0, 1, 2, 0, 1, 0, 0, 1, 2, 3]])

@@ -19,7 +19,6 @@ from glmv_kernels import (  # noqa: E402
     reference_linear_logprobs,
 )
 
-torch.set_num_threads(1)
 VAL = dict(atol=2e-5, rtol=1e-5)
 GRAD = dict(atol=2e-5, rtol=1e-4)
 

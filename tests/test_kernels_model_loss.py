@@ -12,7 +12,6 @@ from glmv_kernels.model_loss import (  # noqa: E402
     unwrap,
 )
 
-torch.set_num_threads(1)
 
 
 def _grads(model):

@@ -21,7 +21,6 @@ if not torch.cuda.is_available() and "triton" not in sys.modules:
 from glmv_kernels import linear_cross_entropy, linear_logprobs, reference_linear_logprobs  # noqa: E402
 from glmv_kernels.triton_logprobs import triton_available  # noqa: E402
 
-torch.set_num_threads(1)
 needs_triton = pytest.mark.skipif(not triton_available(), reason="triton is not installed")
 
 

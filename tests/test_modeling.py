@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-torch.set_num_threads(1)
 
 import transformers  # noqa: E402
 

@@ -44,7 +44,6 @@ def packed(tmp_path_factory):
 def test_pack_logits_and_loss_equal_separate_runs(packed, attn):
     from glmv_cli.modeling import load
 
-    torch.set_num_threads(1)
     d, recs = packed
     model, proc = load("tiny", seed=0)
     model.set_attn_implementation(attn)
@@ -87,7 +86,6 @@ def test_three_rope_rows_alone_leak_between_samples(packed):
     """The 4th (text) row is what separates the samples: without it the logits change."""
     from glmv_cli.modeling import load
 
-    torch.set_num_threads(1)
     d, _ = packed
     model, _ = load("tiny", seed=0)
     item = PackedDataset(d / "packed")[0]

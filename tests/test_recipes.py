@@ -1,7 +1,7 @@
 """Every recipe under recipes/ is valid for its stage; every launch script parses and builds valid commands.
 
 For each YAML: its stage comes from the ``stage:`` key (required in recipes/glm41v-9b/) or, for other
-recipes without one, from the file name (``rlcs-demo.yaml`` -> rlcs). Then
+recipes without one, from the file name (``demo/rlcs.yaml`` -> rlcs). Then
   1. ``load_recipe`` accepts every key (unknown keys are errors naming the key);
   2. each value converts with its option's own type (Typer's Click: 1.5 is no integer, a string is
      no list for a repeatable option, ...), and the error names the key;

@@ -21,7 +21,6 @@ from glmv_cli.rl.grpo import (
     token_logprobs,
 )
 
-torch.set_num_threads(1)
 
 
 def f(t: torch.Tensor) -> float:

@@ -1,6 +1,6 @@
 """The RL update's rows: the plan (exact mini-batches, equal micro batches per rank, every row once),
 packed collation, the packed forward against plain per-row forwards, vision once per group, the
-banned-token mask on the chunked and full-logits heads, and scoring in one call."""
+banned-token mask on the chunked and full-logits heads."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from glmv_cli.errors import GlmvError
 from glmv_cli.rl.rows import PackSpec, Row, collate_pack, mini_batch_bounds, plan_stats, plan_update
 from glmv_cli.rl.update import forward_logp
 
-torch.set_num_threads(1)
 
 
 # ----------------------------------------------------------------------------- the plan
@@ -226,31 +225,3 @@ def test_probe_image_leaves_values_and_gives_zero_vision_gradient(tiny):
         same, _ = forward_logp(model, b2, banned=(int(model.config.image_token_id),))
     assert torch.equal(logp.detach(), same)
     model.zero_grad()
-
-
-# ----------------------------------------------------------------------------- scoring in one call
-
-
-def test_scorer_pools_give_the_serial_results_in_order(tmp_path):
-    from glmv_cli.rewards import config_from_dict
-    from glmv_cli.rl.scoring import Scorer, group_outcome
-
-    cfg = config_from_dict({"style": "glm45v", "gates": {"require_think": False, "require_box": False,
-                                                          "language_mix": False},
-                            "domains": {"open": {"verifier": "judge", "timeout_s": 0.5, "retries": 0,
-                                                 "endpoints": [{"url": "http://127.0.0.1:9/v1/chat/completions",
-                                                                "model": "m"}]}}})
-    items = [(None, r, ref, d, None) for r, ref, d in
-             [("abc", "abc", "ocr"), ("abd", "abc", "ocr"), ("\\frac{1}{2}", "0.5", "math"), ("7", "8", "counting"),
-              ("a cat", "a cat", "open"), ("x", "y", "ocr")]]
-    serial = Scorer(cfg, 0).score(items)
-    pooled = Scorer(cfg, 2)
-    try:
-        got = pooled.score(items)
-    finally:
-        pooled.close()
-    assert [r.to_dict() for r in got] == [r.to_dict() for r in serial]
-    assert serial[0].reward == 1.0 and 0 < serial[1].reward < 1 and serial[4].error.startswith("JudgeError")
-    rewards, failed, gates = group_outcome(serial[4:6])
-    assert failed and rewards[0] == 0.0 and gates == 0
-    assert group_outcome(serial[:2]) == ([1.0, serial[1].reward], False, 0)

@@ -20,7 +20,6 @@ from typer.testing import CliRunner
 from glmv_cli.errors import GlmvError
 from glmv_cli.main import app
 
-torch.set_num_threads(1)
 runner = CliRunner()
 
 GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, language_mix: false}\n"
@@ -125,7 +124,15 @@ def test_unknown_domain_lists_the_known_ones(tmp_path):
     data = _write(tmp_path / "rl.jsonl", [_rec(0, domain="astrology")])
     res = _run(["--model", "tiny", "--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
     assert res.exit_code == 2
-    assert f"{data}:1: field 'domain': unknown domain 'astrology'; known: chart, counting, grounding, gui, math, mcq, ocr, stem, video, yesno" in res.output
+    assert f"{data}:1: field 'domain': unknown domain 'astrology'; known: chart, chemistry, counting, grounding, gui, math, mcq, ocr, stem, video, yesno" in res.output
+
+
+def test_unreadable_reference_is_refused_naming_the_record(tmp_path):
+    data = _write(tmp_path / "rl.jsonl", [_rec(0), _rec(1, domain="counting", answer="one")])
+    res = _run(["--model", "tiny", "--data", str(data), "--out", str(tmp_path / "o"), "--steps", "1"])
+    assert res.exit_code == 2
+    assert (f"{data}:2: field 'answer': domain 'counting': counting reference 'one' is not a non-negative "
+            "integer in digits") in res.output
 
 
 def _grade_artifact(path: Path, rows: list[dict]) -> Path:
@@ -309,6 +316,33 @@ def _trainer(work, **flat):
     return tr, model
 
 
+def test_a_rollout_round_is_scored_in_one_call_and_judge_failures_mark_groups(work):
+    from glmv_cli.rewards import config_from_dict, score_detailed
+    from glmv_cli.rl.trainer import group_outcome
+
+    tr, _ = _trainer(work, group_size=3, max_new_tokens=4, forced_answering=False)
+    calls = []
+    real = tr.rewards.score_many
+    tr.rewards.score_many = lambda items: calls.append(list(items)) or real(items)
+    groups = tr.roll(["r0", "r1", "r2"], step=0, rnd=0)
+    assert len(calls) == 1 and len(calls[0]) == 9  # 3 prompts x 3 responses, one call
+    for g in groups:
+        ref = [score_detailed(None, r.text, g.record.answer, g.record.domain, g.record.extra,
+                              config=tr.reward_config).reward for r in g.rollouts]
+        assert g.rewards == ref
+    tr.close()
+    cfg = config_from_dict({"style": "glm45v", "gates": {"require_think": False, "require_box": False},
+                            "domains": {"open": {"verifier": "judge", "timeout_s": 0.5, "retries": 0,
+                                                 "endpoints": [{"url": "http://127.0.0.1:9/v1/chat/completions",
+                                                                "model": "m"}]}}})
+    res = [score_detailed("What is it?", t, "a cat", "open", config=cfg) for t in ("a cat", "a dog")]
+    rewards, failed, gates = group_outcome(res)
+    assert failed and rewards == [0.0, 0.0] and gates == 0
+    ok = [score_detailed("", t, "abc", "ocr", config=cfg) for t in ("abc", "abd")]
+    rewards, failed, _ = group_outcome(ok)
+    assert not failed and rewards[0] == 1.0 and 0 < rewards[1] < 1
+
+
 @pytest.mark.parametrize("temperature", [0.7, 1.0, 1.3])
 def test_learner_scores_the_tempered_distribution_the_rollout_sampled(temperature, work):
     """Behaviour log-probs (rollout engine, KV-cache decode at T) equal the learner's packed forward
@@ -381,3 +415,33 @@ def test_activation_memory_options_leave_the_run_unchanged(tmp_path):
         assert a["prompt_ids"] == b["prompt_ids"] and a["reward"] == b["reward"]
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4, abs=1e-7)
         assert b["grad_norm"] == pytest.approx(a["grad_norm"], rel=1e-4)
+
+
+def test_records_are_checked_like_pack_before_any_model(tmp_path):
+    """A 1000x2 image (aspect 500:1) and an unreadable image are refused at load with file:line, not
+    at step 1; a numeric answer reads as its text; a wrong-typed answer says what it got."""
+    from PIL import Image
+
+    from glmv_cli.rewards import default_config
+    from glmv_cli.rl.records import load_rl_records
+
+    Image.new("RGB", (1000, 2)).save(tmp_path / "thin.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    rows = [_rec(0, images=["thin.png"]), _rec(1, images=["broken.png"]), _rec(2, answer=None),
+            {**_rec(3), "answer": 3}, {**_rec(4), "answer": ["a"]}]
+    rows[0]["messages"][0]["content"] = "<image>" + rows[0]["messages"][0]["content"]
+    rows[1]["messages"][0]["content"] = "<image>" + rows[1]["messages"][0]["content"]
+    want = [("images[0]", "aspect ratio 500.0:1 (1000x2) is over 200:1"), ("images[0]", "not a readable image"),
+            ("answer", "missing reference answer"), (None, None),
+            ("answer", "expected a non-empty string (or a number), got list ['a']")]
+    for i, (field, msg) in enumerate(want):
+        f = _write(tmp_path / f"rl{i}.jsonl", [rows[i]])
+        if field is None:
+            recs, _ = load_rl_records(f, default_config())
+            assert recs[0].answer == "3"
+            continue
+        with pytest.raises(GlmvError) as e:
+            load_rl_records(f, default_config())
+        assert f"rl{i}.jsonl:1: field '{field}'" in str(e.value) and msg in str(e.value), str(e.value)
+    recs, bad = load_rl_records(_write(tmp_path / "all.jsonl", rows), default_config(), on_bad="skip")
+    assert [r.id for r in recs] == ["r3"] and bad == {"aspect_ratio": 1, "bad_image": 1, "bad_field": 2}

@@ -31,7 +31,6 @@ GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, la
 
 SCRIPT = textwrap.dedent("""
     import json, sys, torch
-    torch.set_num_threads(1)
     from glmv_cli import options as O
     from glmv_cli.stages.rlcs import RlcsOptions, rlcs
     from glmv_cli.training import dist
@@ -50,7 +49,6 @@ SCRIPT = textwrap.dedent("""
 
 SWEEP = textwrap.dedent("""
     import json, sys, torch
-    torch.set_num_threads(1)
     from glmv_cli.modeling import load
     from glmv_cli.rl.config import LossOptions
     from glmv_cli.rl.rows import PackSpec, Row
@@ -120,7 +118,6 @@ def _data(d: Path) -> None:
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
     return env
 
 

@@ -26,7 +26,6 @@ from glmv_cli.generation import (
 )
 from glmv_cli.generation.sampling import _RowState
 
-torch.set_num_threads(1)
 
 
 # ----------------------------------------------------------------------------- pure cores

@@ -79,7 +79,7 @@ def test_option_parsing_errors():
         parse_levels("4-2")
     with pytest.raises(GlmvError, match=r"--image-size sides must be in 64..1024 pixels, got 32x32"):
         parse_size("32")
-    with pytest.raises(GlmvError, match="--domains: unknown domain 'maps'; choose from stem, counting, ocr, chart, grounding, gui \(opt-in: video\)"):
+    with pytest.raises(GlmvError, match=r"--domains: unknown domain 'maps'; choose from stem, counting, ocr, chart, grounding, gui \(opt-in: video\)"):
         SynthOptions(out=Path("x"), domains="stem,maps").validate()
     with pytest.raises(GlmvError, match="--n-train must be >= 0, got -1"):
         SynthOptions(out=Path("x"), n_train=-1).validate()
@@ -274,11 +274,13 @@ def _components(mask):
 
 
 def test_counts_and_boxes_match_the_pixels(art):
+    checked = {"counting": 0, "grounding": 0}
     for sp in ("sft", "rl", "eval"):
         for rec in _records(art, sp):
             s = rec["scene"]
             if rec["domain"] not in ("counting", "grounding"):
                 continue
+            checked[rec["domain"]] += 1
             px = np.asarray(Image.open(art.path / rec["images"][0]).convert("RGB"))
             if rec["domain"] == "counting":
                 # per colour, the connected blobs equal the scene's objects of that colour
@@ -293,12 +295,15 @@ def test_counts_and_boxes_match_the_pixels(art):
                 ys, xs = np.nonzero(mask)
                 # the drawn object spans exactly its stored box
                 assert [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1] == [x0, y0, x1, y1], rec["id"]
+    assert min(checked.values()) >= 5, checked  # both domains were really looked at
 
 
 def test_reasoning_is_derived_from_the_scene(art):
+    seen = set()
     for rec in _records(art, "sft"):
         s, think = rec["scene"], rec["messages"][1]["content"].split("</think>")[0]
         d = rec["domain"]
+        seen.add(d)
         if d == "counting":
             listed = re.findall(r"\d+\. (\w+) (circle|square|triangle)", think)
             order = sorted(s["objects"], key=lambda o: o["color"] + o["shape"])
@@ -318,6 +323,7 @@ def test_reasoning_is_derived_from_the_scene(art):
         elif d == "gui":
             x0, y0, x1, y1 = s["widgets"][s["target"]]["box"]
             assert f"x {x0}-{x1} and y {y0}-{y1} px" in think
+    assert seen >= {"counting", "grounding", "chart", "ocr", "stem", "gui"}, seen
 
 
 # ---------------------------------------------------------------- difficulty

@@ -19,7 +19,6 @@ from glmv_cli.training.config import BatchConfig, EngineConfig, OptimConfig, Tra
 from glmv_cli.training.loop import batch_indices, complete_checkpoints, rank_micro_batches, step_line
 from glmv_cli.training.loss import concat_packs, sample_lengths, shifted_targets, step_flops
 
-torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -148,7 +147,6 @@ def test_chunked_loss_trains_like_the_full_logits_loss(tmp_path):
 
 CRASH = textwrap.dedent("""
     import os, signal, sys, torch
-    torch.set_num_threads(1)
     sys.path.insert(0, {tests!r})
     from test_training import _engine
     from glmv_cli.training.engine import Engine
@@ -178,7 +176,7 @@ def test_resume_after_kill_gives_identical_losses(tmp_path, zero):
 
     run = tmp_path / "run"
     script = CRASH.format(tests=str(REPO / "tests"), crash_at=3, ckpt=2, zero=zero, run=str(run))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ)  # the same thread count as this process (conftest), so runs are comparable bitwise
     p = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
     assert [c.name for c in complete_checkpoints(run)] == ["step-00000002"]

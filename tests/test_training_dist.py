@@ -14,12 +14,10 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(1)
 REPO = Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent("""
     import json, sys, torch
-    torch.set_num_threads(1)
     from glmv_cli.training.config import BatchConfig, EngineConfig, OptimConfig, TrainConfig
     from glmv_cli.training.engine import Engine
     from glmv_cli.training.loop import fit
@@ -52,7 +50,6 @@ def test_two_processes_zero2_zero3_match_one_process(tmp_path):
     script.write_text(SCRIPT)
     env = {k: v for k, v in os.environ.items()
            if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
     one = subprocess.run([sys.executable, str(script), str(tmp_path / "one"), "0"], env=env,
                          capture_output=True, text=True, timeout=180, cwd=REPO)
     assert one.returncode == 0, one.stderr[-3000:]

@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 from glmv_cli.artifacts import read_manifest, staging_path
 from glmv_cli.main import app
 
-torch.set_num_threads(1)
 runner = CliRunner()
 
 
@@ -113,7 +112,6 @@ def test_killed_run_resumes_exactly_and_another_run_is_refused(data, tmp_path):
 
     out = tmp_path / "o"
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
     p = subprocess.run([sys.executable, "-c", KILL, *common, "--out", str(out), "--resume", "auto"], env=env,
                        capture_output=True, text=True, timeout=180)
     assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
@@ -230,3 +228,39 @@ def test_pretrain_assembled_trains_only_the_merger_then_extend_context(data, tmp
     r = _run("extend-context", "--model", out, "--data", data["pretrain"], "--out", tmp_path / "e2", "--seq-len", 64)
     assert r.exit_code == 2
     assert f"holds packs of 128 tokens, more than --seq-len 64; repack with glmv pack --seq-len 64" in r.output
+
+
+def _tb_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def test_report_to_tensorboard_writes_the_loss_curve(data, tmp_path):
+    """--report-to tensorboard: the real event files hold every metrics.jsonl scalar, loss included."""
+    out = tmp_path / "sft-tb"
+    r = _run("sft", "--model", "tiny", "--data", data["sft"], "--out", out, "--max-steps", 4,
+             "--global-batch", 1, "--lr", "1e-3", "--report-to", "tensorboard")
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    tb = _tb_scalars(out / "tensorboard")
+    assert [s for s, _ in tb["loss"]] == [1, 2, 3, 4]
+    assert [v for _, v in tb["loss"]] == pytest.approx([r["loss"] for r in rows], rel=1e-6)  # float32 events
+    assert {"lr", "grad_norm", "tok_s", "mfu"} <= set(tb)
+    m = read_manifest(out)
+    assert any(f.startswith("tensorboard/") for f in m.files)  # hashed with the artifact
+
+
+def test_report_to_wandb_offline_needs_no_account(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    out = tmp_path / "sft-wandb"
+    r = _run("sft", "--model", "tiny", "--data", data["sft"], "--out", out, "--max-steps", 2,
+             "--global-batch", 1, "--report-to", "wandb")
+    assert r.exit_code == 0, r.output
+    runs = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(runs) == 1 and runs[0].stat().st_size > 0
+    assert not any(f.startswith("wandb/") for f in read_manifest(out).files)  # tracker state, not the model
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2

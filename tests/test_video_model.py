@@ -12,7 +12,6 @@ from PIL import Image
 from glmv_cli.data.chat import ChatFormatError, encode_chat, encode_pretrain_text, mm_token_type_ids, render_prompt
 from glmv_cli.modeling.video_processor import split_video_grid, video_processor_for, video_prompt
 
-torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from glmv_cli.data.video import VideoSettings
 from glmv_cli.stages.pack import PackOptions, pack
 from glmv_cli.synth.video import encode_mp4
 
-torch.set_num_threads(1)
 
 ANSWER = "<think>t</think><answer><|begin_of_box|>{}<|end_of_box|></answer>"
 

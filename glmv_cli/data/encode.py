@@ -76,6 +76,26 @@ def image_size(path: str) -> tuple[int, int]:
         return header_size(head + f.read())
 
 
+def image_grids(rec: Record, settings: ImageSettings = ImageSettings()) -> list[tuple[int, int, int]]:
+    """The patch grid of each of a record's images, from their headers; a RecordError naming the
+    record and ``images[k]`` for a missing or unreadable image or an aspect ratio the model refuses.
+    pack, rlcs, grade-difficulty and eval all check their records through this one function."""
+    out = []
+    for k, path in enumerate(rec.images):
+        try:
+            w, h = image_size(path)
+        except FileNotFoundError:
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"image file '{path}' does not exist",
+                              "missing_image") from None
+        except (OSError, ValueError) as e:
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "bad_image") from None
+        try:
+            out.append(grid_for_size(w, h, settings))
+        except AspectRatioError as e:
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "aspect_ratio") from None
+    return out
+
+
 class Encoder:
     """Turns records into :class:`Encoded` samples for one tokenizer and image processor."""
 
@@ -95,20 +115,7 @@ class Encoder:
                                                               "<|image|>", "<|end_of_image|>")], dtype=np.int64)
 
     def grids(self, rec: Record) -> list[tuple[int, int, int]]:
-        out = []
-        for k, path in enumerate(rec.images):
-            try:
-                w, h = image_size(path)
-            except FileNotFoundError:
-                raise RecordError(rec.path, rec.line, f"images[{k}]", f"image file '{path}' does not exist",
-                                  "missing_image") from None
-            except (OSError, ValueError) as e:
-                raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "bad_image") from None
-            try:
-                out.append(grid_for_size(w, h, self.settings))
-            except AspectRatioError as e:
-                raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "aspect_ratio") from None
-        return out
+        return image_grids(rec, self.settings)
 
     def video_plans(self, rec: Record) -> list[tuple[Any, Any, tuple[int, int, int]]]:
         """(meta, plan, grid) per video, from headers only."""

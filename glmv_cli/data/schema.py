@@ -1,4 +1,4 @@
-"""The input record schema (DESIGN §5) and its validation.
+"""The input record schema (docs/design.md §5) and its validation.
 
 A record is one JSONL line::
 

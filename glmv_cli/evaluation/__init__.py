@@ -1,8 +1,9 @@
-"""Evaluation: glmv's lm-eval model adapter (``glmv``), the benchmark registry with published
-scores, the task YAMLs (``glmv_cli/evaluation/tasks``) and the results table.
-
-Importing :mod:`glmv_cli.evaluation.adapter` registers the ``glmv`` model with lm-eval; the stage
-``glmv eval`` (``glmv_cli/stages/eval.py``) wires them together.
+"""Evaluation: task specs (``glmv_cli/evaluation/tasks/*.yaml``), one loading path for Hub and local
+data (``data``), layout checks (``check``), prompts, the benchmarks' official scoring rules and
+aggregates (``scoring``, ``scoring_official``, ``protocols``, ``wemath``), the streaming, resumable
+loop (``runner``), the generators and glmv's lm-eval model adapter (``adapter``), the benchmark
+registry with published scores and the results table. ``glmv eval`` (``glmv_cli/stages/eval.py``)
+wires them together.
 """
 
 from glmv_cli.evaluation.registry import BENCHMARKS, SUITES, Benchmark, by_task, suite

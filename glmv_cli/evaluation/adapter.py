@@ -1,11 +1,14 @@
 """glmv's lm-eval model adapter, registered as ``glmv``.
 
-lm-eval hands a multimodal generative task's requests to ``generate_until`` as
-``(context, gen_kwargs, {"visual": [PIL images]})``; glmv's task YAMLs put one ``<image>``
-placeholder per image in the context. The adapter turns each request into a GLM chat prompt
-(``[gMASK]<sop><|user|>\\n…<|assistant|>\\n``, images expanded to their token counts) and asks a
-:class:`Generator` for the responses. It returns the raw responses (with ``<think>``): the tasks'
-``process_results`` extract the answer as GLM does, so the logged samples keep the full text.
+Two users: ``glmv eval`` (:mod:`glmv_cli.evaluation.runner`) hands :class:`GenRequest` s straight to
+a :class:`Generator`; lm-eval hands a multimodal generative task's requests to ``generate_until`` as
+``(context, gen_kwargs, {"visual": [PIL images]})``, which :class:`GlmvLM` turns into GenRequests.
+A request is the user turn with one ``<image>`` / ``<video>`` placeholder per medium, the PIL
+images and the video files. :class:`HFGenerator` makes a GLM chat prompt of it
+(``[gMASK]<sop><|user|>\\n…<|assistant|>\\n``): images expanded to their token counts, videos
+through GLM's native video input (:func:`glmv_cli.modeling.video_processor.prepare_video`: 2 fps
+sampling, frame pairs merged over time, each pair followed by its timestamp in seconds). The raw
+responses (with ``<think>``) come back; the caller extracts the answer as GLM does.
 
 Generation is ``glmv_cli.generation.HFEngine`` (batched, KV cache, one prefill per prompt), the same
 engine RL uses, with the paper's academic setting by default: a thinking budget of 8192 tokens,
@@ -49,6 +52,8 @@ class GenRequest:
     images: list = field(default_factory=list)
     task: str = ""
     system: str | None = None
+    videos: list = field(default_factory=list)     # video files, in placeholder order
+    video_max_frames: int | None = None            # cap on sampled frames (even), None: the processor's
 
 
 @dataclass
@@ -130,20 +135,50 @@ class HFGenerator:
         self.style = style or style_for_model_type(model.config.model_type)
         self.engine = HFEngine(model, self.tokenizer, batch_size=batch_size, model_tag=model_tag)
 
+    def _media(self, req: GenRequest):
+        """(pixel rows, grids, image token counts, video layouts) in placeholder order; a video
+        travels as its frame pairs on the image path (``split_video_grid``), as in training packs."""
+        import re
+
+        import torch
+
+        from glmv_cli.data.video import VideoSettings
+        from glmv_cli.modeling.video_processor import prepare_video, split_video_grid, video_processor_for
+
+        n_img, n_vid = req.text.count("<image>"), req.text.count("<video>")
+        if (n_img, n_vid) != (len(req.images), len(req.videos)):
+            raise GlmvError(f"the prompt has {n_img} <image> / {n_vid} <video> placeholder(s) but the request "
+                            f"gave {len(req.images)} image(s) / {len(req.videos)} video(s)")
+        images, videos = iter(req.images), iter(req.videos)
+        rows, grids, counts, layouts = [], [], [], []
+        merge = int(getattr(self.image_processor, "merge_size", 2))
+        for tok in re.findall(r"<image>|<video>", req.text):
+            if tok == "<image>":
+                enc = self.image_processor(images=[next(images)], return_tensors="pt")
+                rows.append(enc["pixel_values"])
+                grids.append(enc["image_grid_thw"].reshape(-1, 3))
+                counts.append(int(enc["image_grid_thw"].prod().item()) // (merge * merge))
+            else:
+                vp = video_processor_for(self.image_processor)
+                vs = VideoSettings(fps=vp.fps, max_duration=vp.max_duration, max_frames=req.video_max_frames)
+                v = prepare_video(next(videos), vp, vs)
+                rows.append(torch.from_numpy(v.pixel_values_videos))
+                grids.append(torch.tensor(split_video_grid(v.grid)))
+                layouts.append(v.layout)
+        return rows, grids, counts, layouts
+
     def _prompt(self, req: GenRequest):
+        import torch
+
         from glmv_cli.data.chat import encode_chat
         from glmv_cli.generation import Prompt
 
         messages = ([{"role": "system", "content": req.system}] if req.system else []) + \
             [{"role": "user", "content": req.text}]
-        pixel_values = grid = None
-        counts: list[int] = []
-        if req.images:
-            enc = self.image_processor(images=list(req.images), return_tensors="pt")
-            pixel_values, grid = enc["pixel_values"], enc["image_grid_thw"]
-            merge = int(getattr(self.image_processor, "merge_size", 2))
-            counts = [int(g.prod().item()) // (merge * merge) for g in grid]
-        ids = encode_chat(self.tokenizer, messages, image_token_counts=counts, style=self.style,
+        rows, grids, counts, layouts = self._media(req)
+        pixel_values = torch.cat(rows) if rows else None
+        grid = torch.cat(grids) if grids else None
+        ids = encode_chat(self.tokenizer, messages, image_token_counts=counts, video_layouts=layouts, style=self.style,
                           add_generation_prompt=True, enable_thinking=self.settings.enable_thinking)["input_ids"]
         return Prompt(id=req.id, input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
 

@@ -13,15 +13,13 @@ so the rule is the benchmark's, not a generic string match:
 - ``letters``    multi-answer multiple choice: the predicted letter set equals the gold set (LogicVista).
 - ``ocrbench``   OCRBench: 1 when any gold string occurs in the prediction (lower-cased; for the
                  HME100k formula subset all spaces are removed first, as the official script does).
-- ``relaxed``    ChartQA(-Pro) relaxed accuracy: numbers within 5 % relative error, years exact,
-                 strings case-insensitive exact; list golds score the mean over items.
 - ``math``       symbolic/numeric equivalence through the reward system's math verifier, then
                  normalised text equality for non-math answers (MathVerse, MathVision free-form,
-                 DynaMath, MMMU open questions, MMVU open-ended).
-- ``mathvista``  MathVista: multi_choice compares option text (or letter); integer answers compare
-                 as integers; float answers are rounded to the row's ``precision`` first.
+                 MMVU open-ended).
 - ``iou``        grounding Acc@0.5 (RefCOCO/+/g): the predicted box is in GLM's 0-1000 normalised
                  coordinates, the gold box is COCO ``[x, y, w, h]`` pixels of an image of size WxH.
+- benchmark-specific rules (MMMU open questions, MathVista, ChartQAPro, DynaMath, ChartMuseum) are
+  in :mod:`glmv_cli.evaluation.scoring_official`.
 - ``reward``     the glmv reward system (``rewards.score_detailed``) with the row's domain: the synth
                  eval split, so ``glmv eval`` and ``glmv reward`` agree by construction.
 
@@ -32,7 +30,6 @@ from __future__ import annotations
 
 import ast
 import json
-import math
 import re
 from typing import Any, Sequence
 
@@ -185,41 +182,6 @@ def score_ocrbench(pred: str | None, golds: Any, subset: str = "") -> float:
     return float(any(str(a).lower().strip().replace("\n", " ") in p for a in answers))
 
 
-def _number(s: str) -> float | None:
-    t = s.strip().replace(",", "").rstrip("%").strip()
-    t = t.lstrip("$")
-    try:
-        v = float(t)
-    except ValueError:
-        return None
-    return v if math.isfinite(v) else None
-
-
-def relaxed_match(pred: str, gold: str, rel_tol: float = 0.05) -> bool:
-    g, p = _number(gold), _number(pred)
-    if g is not None and p is not None:
-        if re.fullmatch(r"(1[5-9]|20)\d\d", str(gold).strip()):  # years are exact
-            return p == g
-        return abs(p - g) <= rel_tol * abs(g) if g != 0 else p == 0
-    return norm_text(pred) == norm_text(gold)
-
-
-def score_relaxed(pred: str | None, gold: Any, rel_tol: float = 0.05) -> float:
-    """ChartQA relaxed accuracy; a list gold ("[a, b]" or a list) is scored item by item."""
-    if pred is None:
-        return 0.0
-    golds = gold if isinstance(gold, (list, tuple)) else None
-    if golds is None and str(gold).strip().startswith("["):
-        golds = parse_options(gold)
-    if golds is not None and len(golds) > 1:
-        preds = parse_options(pred) if pred.strip().startswith("[") else [x for x in re.split(r"[,;]", pred)]
-        if len(preds) != len(golds):
-            return 0.0
-        return sum(relaxed_match(p, str(g), rel_tol) for p, g in zip(preds, golds)) / len(golds)
-    g = golds[0] if golds else gold
-    return float(relaxed_match(pred, str(g), rel_tol))
-
-
 def score_math(pred: str | None, gold: Any) -> float:
     if pred is None:
         return 0.0
@@ -233,29 +195,6 @@ def score_math(pred: str | None, gold: Any) -> float:
     except Exception:  # a verifier timeout or an unparsable gold is a miss, never a crash
         pass
     return score_exact(pred, gold)  # text answers ("depth-first search") compare as text
-
-
-def score_mathvista(pred: str | None, gold: Any, question_type: str, answer_type: str,
-                    choices: Sequence[str] = (), precision: Any = None) -> float:
-    if pred is None:
-        return 0.0
-    if question_type == "multi_choice":
-        letter = pred_letter(pred, choices)
-        if letter is not None:
-            return float(LETTERS.index(letter) < len(choices) and norm_text(choices[LETTERS.index(letter)]) == norm_text(gold))
-        return float(norm_text(pred) == norm_text(gold))
-    if answer_type == "integer":
-        p, g = _number(pred), _number(str(gold))
-        return float(p is not None and g is not None and p == int(p) and int(p) == int(g))
-    if answer_type == "float":
-        p, g = _number(pred), _number(str(gold))
-        if p is None or g is None:
-            return 0.0
-        digits = int(float(precision)) if precision not in (None, "") else 2
-        return float(round(p, digits) == round(g, digits))
-    if answer_type == "list":
-        return float([norm_text(x) for x in parse_options(pred)] == [norm_text(x) for x in parse_options(gold)])
-    return float(norm_text(pred) == norm_text(gold))
 
 
 _BOX_NUMS = re.compile(r"-?\d+(?:\.\d+)?")

@@ -26,7 +26,7 @@ VLLM_BAN_BIAS = -1.0e4
 
 @dataclass
 class SamplingParams:
-    """How to sample. RL uses temperature 1.0 and top-p 1.0 (DESIGN §8)."""
+    """How to sample. RL uses temperature 1.0 and top-p 1.0 (docs/design.md §8)."""
 
     temperature: float = 1.0
     top_p: float = 1.0
@@ -82,7 +82,7 @@ class Rollout:
         return len(self.token_ids)
 
     def loss_mask(self, include_forced: bool = False) -> list[bool]:
-        """Tokens the policy loss sees: forced tokens are masked out by default (DESIGN §8)."""
+        """Tokens the policy loss sees: forced tokens are masked out by default (docs/design.md §8)."""
         return [True] * len(self.forced) if include_forced else [not f for f in self.forced]
 
 

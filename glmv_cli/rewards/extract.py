@@ -12,6 +12,11 @@ answer part (a box inside the thinking is smuggling); the box is not empty; ``\\
 answer part fails (the model must use GLM's box tokens, not a second convention the verifier would
 have to guess between). All checks are ``str.count``/``find``: linear, ~1 ms per MB.
 
+``answer_format`` (per domain in rewards.yaml) chooses the box convention: ``glm`` (the default,
+above), ``boxed`` (prompt sets from verl/EasyR1 ask for ``\\boxed{X}``: exactly one ``\\boxed{...}``
+with balanced braces in the whole response, in the answer part, not empty; GLM's box tokens fail)
+or ``either`` (whichever one convention the response uses; both in one response fail).
+
 Language-mix gate: the response is split into paragraphs at newlines. A paragraph is "long Chinese"
 with >= 20 CJK characters outnumbering its Latin words, "long English" with >= 15 Latin words
 (2+ letters, LaTeX commands removed) outnumbering its CJK characters. A response with both fails.
@@ -31,6 +36,8 @@ from glmv_cli.names import STYLES
 THINK_O, THINK_C = "<think>", "</think>"
 ANS_O, ANS_C = "<answer>", "</answer>"
 BOX_O, BOX_C = "<|begin_of_box|>", "<|end_of_box|>"
+ANSWER_FORMATS = ("glm", "boxed", "either")
+BOXED = "\\boxed"
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _WORD = re.compile(r"[A-Za-z]{2,}")
@@ -51,6 +58,7 @@ class GateConfig:
     min_english_words: int = 15
     max_response_chars: int = 262_144
     max_answer_chars: int = 4096
+    answer_format: str = "glm"
 
 
 def check_style(style: str) -> str:
@@ -100,22 +108,57 @@ def format_gate(response: str, cfg: GateConfig = GateConfig()) -> tuple[str | No
         if n_ao or n_ac:
             return None, "answer_tags"
         part = rest
+    fmt = cfg.answer_format
+    has_glm = BOX_O in response or BOX_C in response
+    if fmt == "either":
+        if has_glm and BOXED in response:
+            return None, "two_box_conventions"
+        fmt = "boxed" if BOXED in response else "glm"
+    if fmt == "boxed":
+        return _boxed_answer(response, think, part, cfg)
+    return _glm_answer(response, think, part, cfg)
+
+
+def _unboxed(part: str, cfg: GateConfig) -> tuple[str | None, str | None]:
+    if cfg.require_box:
+        return None, "missing_box"
+    ans = strip_math_delimiters(part)
+    return (ans, None) if ans else (None, "empty_answer")
+
+
+def _glm_answer(response: str, think: str, part: str, cfg: GateConfig) -> tuple[str | None, str | None]:
     n_bo, n_bc = response.count(BOX_O), response.count(BOX_C)
     if BOX_O in think or BOX_C in think:
         return None, "box_in_think"
-    if cfg.forbid_boxed and "\\boxed" in part:
+    if cfg.forbid_boxed and BOXED in part:
         return None, "boxed"
     if n_bo == 0 and n_bc == 0:
-        if cfg.require_box:
-            return None, "missing_box"
-        ans = strip_math_delimiters(part)
-        return (ans, None) if ans else (None, "empty_answer")
+        return _unboxed(part, cfg)
     if n_bo != 1 or n_bc != 1:
         return None, "box_count"
     a, b = part.find(BOX_O), part.find(BOX_C)
     if a < 0 or b < a:
         return None, "box_count"
     ans = strip_math_delimiters(part[a + len(BOX_O): b])
+    if not ans:
+        return None, "empty_box"
+    return ans, None
+
+
+def _boxed_answer(response: str, think: str, part: str, cfg: GateConfig) -> tuple[str | None, str | None]:
+    if BOX_O in response or BOX_C in response:
+        return None, "box_tokens"  # one convention per domain: a second one is a guess to hedge with
+    if BOXED in think:
+        return None, "box_in_think"
+    n = response.count(BOXED)
+    if n == 0:
+        return _unboxed(part, cfg)
+    if n != 1:
+        return None, "box_count"
+    inner = _last_boxed(part)
+    if inner is None:
+        return None, "box_count"
+    ans = strip_math_delimiters(inner)
     if not ans:
         return None, "empty_box"
     return ans, None
@@ -151,11 +194,12 @@ def gate(response: str, cfg: GateConfig = GateConfig()) -> tuple[str | None, str
 
 
 def _last_boxed(s: str) -> str | None:
-    i = s.rfind("\\boxed")
+    """The content of the last ``\\boxed{...}`` (balanced braces), or None."""
+    i = s.rfind(BOXED)
     if i < 0:
         return None
     j = s.find("{", i)
-    if j < 0:
+    if j < 0 or s[i + len(BOXED): j].strip():
         return None
     depth = 0
     for k in range(j, len(s)):

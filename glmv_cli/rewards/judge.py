@@ -13,6 +13,12 @@ API key) in memory, or on disk as one JSON file per key under ``cache_dir`` (wri
 so re-scoring a file or a repeated rollout costs no request. HTTP is the standard library's urllib.
 API keys come from the environment variable named by ``api_key_env``; they are sent in the
 Authorization header only and appear in no log, cache file, error message or manifest.
+
+Redirects are refused, never followed: urllib's default handler would re-send the request,
+Authorization header included, to whatever host a 3xx names, and return that host's reply as if
+it were the endpoint's. A 3xx is a non-retried failure of that endpoint (it abstains; with no
+verdict from any endpoint the score is a counted ``JudgeError``), so the key only ever goes to the
+configured URL and a verdict only ever comes from it. Configure the final URL instead.
 """
 
 from __future__ import annotations
@@ -74,6 +80,16 @@ class _Retryable(Exception):
     pass
 
 
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Turns every 3xx into an HTTPError instead of a new request (see the module docstring)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        return None
+
+
+_OPENER = urllib.request.build_opener(_RefuseRedirects)
+
+
 class Judge:
     """A majority-vote judge over several endpoints with a response cache."""
 
@@ -129,11 +145,16 @@ class Judge:
         with self._lock:
             self.requests += 1
         try:
-            with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
+            with _OPENER.open(req, timeout=self.cfg.timeout_s) as resp:
+                if resp.geturl() != ep.url:  # belt and braces: a reply from elsewhere is no verdict
+                    raise JudgeError(f"{ep.url}: the reply came from another URL; refused")
                 raw = resp.read(1 << 20)
         except urllib.error.HTTPError as e:
             if e.code == 429 or e.code >= 500:
                 raise _Retryable(f"HTTP {e.code}") from None
+            if 300 <= e.code < 400:
+                raise JudgeError(f"{ep.url}: HTTP {e.code} redirect refused (the judge never follows "
+                                 "redirects; configure the final URL)") from None
             raise JudgeError(f"{ep.url}: HTTP {e.code}") from None
         except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError) as e:
             reason = getattr(e, "reason", e)

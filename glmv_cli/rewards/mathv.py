@@ -2,22 +2,29 @@
 
 math-verify (LaTeX -> sympy, then string / numeric / symbolic comparison) parses and verifies
 ~300 mixed symbolic pairs/s and ~2,700 integer pairs/s on one core. Most RL answers are plain
-numbers, so :func:`fast_equal` decides what it can *with math-verify's own verdict* and returns
-``None`` for the rest:
+numbers or short closed forms, so :func:`fast_equal` decides what it can *with math-verify's own
+verdict* and returns ``None`` for the rest:
 
 * exact numbers (integers, decimals, ``a/b``, ``\\frac{a}{b}``, ``1,234`` thousands, ``x%``) are
   exact ``Fraction`` s. Equal -> True. Apart by more than 1e-5 (math-verify rounds floats to 6
   decimals, so nothing farther apart can match) under every reading of a percentage -> False.
   Percentages follow math-verify: ``50%`` equals ``0.5`` and ``50``; ``0.5%`` does not equal ``0.5``.
 * identical strings after whitespace/``\\dfrac``/``\\left`` normalisation -> True.
-* a small LaTeX arithmetic evaluator (numbers, ``+ - * / ^``, ``\\frac``, ``\\sqrt``, ``\\pi``,
-  parentheses) that never executes anything: two values that differ by > 1e-6 relative -> False.
-  Equal values are not decided here (sympy may still disagree on form), so they fall through.
-* anything else (symbols, sets, intervals, units, close-but-unequal numbers, > 1e12) -> ``None``.
+* closed forms in ``\\frac``, ``\\sqrt``, ``\\pi`` and powers (:mod:`glmv_cli.rewards.exact`): both
+  exact and equal (``\\frac{\\sqrt{2}}{2}`` vs ``\\frac{1}{\\sqrt{2}}``, ``\\frac{3\\pi}{4}`` vs
+  ``0.75\\pi``) -> True; floats apart by > 1e-6 relative -> False; closer but not exactly equal
+  (``\\pi`` vs ``3.14159``: math-verify's rounding decides) -> None.
+* two simple intervals (``(0,1]``, ``[-1,\\infty)``): same brackets and ends -> True, else False.
+* anything else (symbols, unions, units, > 1e12) -> ``None``.
 
-The benchmark (benchmarks/reward_bench.py) runs both paths on the same mix and counts verdict
-agreement. Values at or above 1e12 always fall through: sympy's 15-digit numeric precision makes
-its verdict there depend on representation.
+Tests check every fast verdict against math-verify on hand-written and random pairs; the
+benchmarks (benchmarks/reward_bench.py, benchmarks/reward_agreement.py) count agreement on mixes.
+Values at or above 1e12 always fall through: sympy's 15-digit numeric precision makes its verdict
+there depend on representation.
+
+A reference is read once into a :class:`MathRef` (normalised text, number, exact value, set form,
+hedge markers, and math-verify's parse after the first symbolic comparison); the reward registry
+keeps one per (domain, reference), so the rollouts of a GRPO group share it.
 
 The symbolic path runs math-verify with its signal timeouts off (``signal.alarm`` only works in the
 main thread) inside a worker thread; on timeout the caller returns at once with
@@ -32,12 +39,16 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import math
 import re
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import cached_property
 from fractions import Fraction
-from functools import lru_cache
 from typing import Any, Callable
+
+from glmv_cli.rewards.exact import SetForm, Value, evaluate, parse_interval, parse_set, sets_equal, values_equal
+from glmv_cli.rewards.policy import canonical_relations, hedges
 
 _MINUS = str.maketrans({"\u2212": "-", "\uff0d": "-", "\ufe63": "-", "\u2013": "-"})
 _SPACES = re.compile(r"\\[,!;: ]|\\quad|\\qquad|\s+")
@@ -45,6 +56,8 @@ _NUM = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(%?)$")
 _THOUSANDS = re.compile(r"^([+-]?)(\d{1,3}(?:,\d{3})+(?:\.\d+)?)$")
 _FRAC = re.compile(r"^([+-]?)(\d+)/(\d+)$")
 _LFRAC = re.compile(r"^([+-]?)\\frac(?:\{([+-]?\d+)\}\{(\d+)\}|(\d)(\d))$")
+_PLAIN = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
+_LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![A-Za-z])")
 BIG = 1e12
 GAP = 1e-5
 
@@ -67,11 +80,13 @@ for _name in ("math_verify.parser", "math_verify.grader"):
 
 
 def normalize(s: str) -> str:
-    """Canonical spelling for comparisons: unicode minus, no spaces, one \\frac spelling."""
+    """Canonical spelling for comparisons: unicode minus, no spaces, one \\frac spelling, ``<=``/``>=``
+    for every spelling of ≤/≥, no ``\\left``/``\\right``, ``\\pi`` for π."""
     s = s.translate(_MINUS).strip().strip("$").strip()
-    s = _SPACES.sub("", s)
-    s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\%", "%")
-    s = s.replace("\\left", "").replace("\\right", "")
+    if not _PLAIN.match(s):  # the common plain number needs none of this
+        s = _SPACES.sub("", canonical_relations(s))  # relations first: "\\geq x" must not become "\\geqx"
+        s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("\\%", "%")
+        s = _LEFT_RIGHT.sub("", s).replace("π", "\\pi")
     return s.rstrip(".") if re.fullmatch(r"[+-]?\d+\.", s) else s
 
 
@@ -121,163 +136,78 @@ def _numbers_equal(g: tuple[Fraction, bool, bool], p: tuple[Fraction, bool, bool
     return None
 
 
-# --- a tiny LaTeX arithmetic evaluator (recursive descent, floats, no eval) -----------------
-_TOK = re.compile(r"\d+(?:\.\d+)?|\.\d+|\\[A-Za-z]+|\S")
-
-
-class _Unsupported(Exception):
-    pass
-
-
-class _Eval:
-    def __init__(self, s: str):
-        self.t = _TOK.findall(s)
-        self.i = 0
-
-    def peek(self) -> str | None:
-        return self.t[self.i] if self.i < len(self.t) else None
-
-    def take(self, want: str | None = None) -> str:
-        tok = self.peek()
-        if tok is None or (want is not None and tok != want):
-            raise _Unsupported(tok)
-        self.i += 1
-        return tok
-
-    def run(self) -> float:
-        v = self.expr()
-        if self.peek() is not None:
-            raise _Unsupported(self.peek())
-        return v
-
-    def expr(self) -> float:
-        v = self.term()
-        while self.peek() in ("+", "-"):
-            v = v + self.term() if self.take() == "+" else v - self.term()
-        return v
-
-    def term(self) -> float:
-        v = self.unary()
-        while True:
-            tok = self.peek()
-            if tok in ("*", "\\cdot", "\\times"):
-                self.take()
-                v *= self.unary()
-            elif tok in ("/", "\\div"):
-                self.take()
-                d = self.unary()
-                if d == 0:
-                    raise _Unsupported("division by zero")
-                v /= d
-            elif tok in ("\\pi", "\\sqrt", "("):  # implicit product: 2\pi, 3\sqrt{2} (not 2\frac: a mixed number)
-                v *= self.power()
-            else:
-                return v
-
-    def unary(self) -> float:
-        if self.peek() in ("+", "-"):
-            return -self.unary() if self.take() == "-" else self.unary()
-        return self.power()
-
-    def power(self) -> float:
-        base = self.atom()
-        if self.peek() == "^":
-            self.take()
-            if self.peek() == "{":
-                e = self.group()
-            else:
-                tok = self.take()
-                if not tok.isdigit() or len(tok) != 1:
-                    raise _Unsupported(tok)
-                e = float(tok)
-            if self.peek() == "^" or abs(e) > 64 or abs(base) > 1e6 or (base < 0 and e != int(e)):
-                raise _Unsupported("power")
-            if base == 0 and e < 0:
-                raise _Unsupported("division by zero")
-            base = base ** e
-        return base
-
-    def group(self) -> float:
-        self.take("{")
-        v = self.expr()
-        self.take("}")
-        return v
-
-    def digit_or_group(self) -> float:
-        if self.peek() == "{":
-            return self.group()
-        tok = self.take()
-        if not tok.isdigit():
-            raise _Unsupported(tok)
-        if len(tok) > 1:  # \frac12 reads as \frac{1}{2}: split the digits
-            self.t[self.i - 1: self.i] = [tok[0], tok[1:]]
-            return float(tok[0])
-        return float(tok)
-
-    def atom(self) -> float:
-        tok = self.peek()
-        if tok is None:
-            raise _Unsupported("end")
-        if tok[0].isdigit() or tok[0] == ".":
-            return float(self.take())
-        if tok == "\\pi":
-            self.take()
-            return math.pi
-        if tok == "(":
-            self.take()
-            v = self.expr()
-            self.take(")")
-            return v
-        if tok == "{":
-            return self.group()
-        if tok == "\\frac":
-            self.take()
-            num = self.digit_or_group()
-            den = self.digit_or_group()
-            if den == 0:
-                raise _Unsupported("division by zero")
-            return num / den
-        if tok == "\\sqrt":
-            self.take()
-            if self.peek() == "[":
-                raise _Unsupported("root index")
-            v = self.digit_or_group()
-            if v < 0:
-                raise _Unsupported("sqrt of negative")
-            return math.sqrt(v)
-        raise _Unsupported(tok)
-
-
 def eval_latex(s: str) -> float | None:
-    """Value of a pure arithmetic LaTeX expression, or None when it is anything more."""
-    if len(s) > 200:
-        return None
-    try:
-        v = _Eval(s).run()
-    except (_Unsupported, OverflowError, ZeroDivisionError, ValueError, IndexError):
-        return None
-    if not math.isfinite(v) or abs(v) >= BIG:
-        return None
-    return v
+    """Float value of a pure arithmetic LaTeX expression, or None (see :mod:`glmv_cli.rewards.exact`)."""
+    v = evaluate(s)
+    return None if v is None else v.approx
 
 
-def fast_equal(gold: str, pred: str) -> bool | None:
-    """math-verify's verdict when it can be had without sympy, else None (see the docstring)."""
-    g, p = normalize(gold), normalize(pred)
+def _number_value(n: tuple[Fraction, bool, bool], text: str) -> Value | None:
+    if n[1] or abs(n[0]) >= BIG:
+        return None
+    return Value(float(n[0]), (((1, 0), n[0]),) if n[0] != 0 else (), "." in text)
+
+
+@dataclass
+class MathRef:
+    """A reference answer read once: what the fast path, the relation layer and math-verify need.
+    ``parsed`` is math-verify's parse, filled by the first symbolic comparison (under its timeout);
+    the set form and hedge markers are read on first use (a plain number never needs them)."""
+
+    text: str
+    norm: str
+    number: tuple[Fraction, bool, bool] | None
+    value: Value | None
+    refused: str | None = None
+    parsed: list | None = field(default=None, repr=False)
+
+    @cached_property
+    def setform(self) -> SetForm | None:
+        return None if self.number is not None else parse_set(self.norm)
+
+    @cached_property
+    def hedges(self) -> frozenset[str]:
+        return frozenset(hedges(self.text))
+
+    @classmethod
+    def of(cls, gold: str, max_chars: int = 512) -> "MathRef":
+        text = gold.strip()
+        norm = normalize(text)
+        number = parse_number(norm)
+        value = _number_value(number, norm) if number is not None else evaluate(norm)
+        refused = None
+        if len(text) > max_chars:
+            refused = f"answer longer than {max_chars} characters: not parsed"
+        elif number is None and too_expensive(text) is not None:
+            refused = f"refused to evaluate ({too_expensive(text)})"
+        return cls(text, norm, number, value, refused)
+
+
+def _fast(ref: MathRef, p: str) -> bool | None:
+    g = ref.norm
     if not g or not p:
         return None
-    gn, pn = parse_number(g), parse_number(p)
-    if gn is not None and pn is not None:
-        return _numbers_equal(gn, pn)
+    pn = parse_number(p)
+    if ref.number is not None and pn is not None:
+        return _numbers_equal(ref.number, pn)
     if g == p:
         return True
     if "%" in g or "%" in p:
         return None
-    gv = float(gn[0]) if gn is not None else eval_latex(g)
-    pv = float(pn[0]) if pn is not None else eval_latex(p)
-    if gv is not None and pv is not None and abs(gv - pv) > 1e-6 * max(1.0, abs(gv), abs(pv)):
-        return False
+    if ref.setform is not None and ref.setform.var is None:
+        ps = parse_interval(p)
+        if ps is not None:
+            return sets_equal(ref.setform, ps)
+    pv = _number_value(pn, p) if pn is not None else evaluate(p)
+    if ref.value is not None and pv is not None:
+        return values_equal(ref.value, pv)
     return None
+
+
+def fast_equal(gold: str | MathRef, pred: str) -> bool | None:
+    """math-verify's verdict when it can be had without sympy, else None (see the docstring)."""
+    ref = gold if isinstance(gold, MathRef) else MathRef.of(gold)
+    return _fast(ref, normalize(pred))
 
 
 # --- the symbolic path ------------------------------------------------------------------------
@@ -304,27 +234,6 @@ def call_with_timeout(fn: Callable[..., Any], timeout_s: float, *args: Any) -> A
     if "error" in box:
         raise box["error"]
     return box["value"]
-
-
-@lru_cache(maxsize=8192)
-def _mv_parse_cached(s: str) -> tuple:
-    from math_verify import parse
-
-    return tuple(parse("$" + s + "$", parsing_timeout=None))
-
-
-def _mv_parse(s: str, cache: bool) -> list:
-    from math_verify import parse
-
-    return list(_mv_parse_cached(s)) if cache else parse("$" + s + "$", parsing_timeout=None)
-
-
-def _mv_verify(gold: str, pred: str, cache_gold: bool) -> bool:
-    from math_verify import verify
-
-    g = _mv_parse(gold, cache_gold)
-    p = _mv_parse(pred, False)
-    return bool(verify(g, p, timeout_seconds=None))
 
 
 def _exponents(s: str) -> list[str]:
@@ -366,63 +275,101 @@ def too_expensive(s: str) -> str | None:
     return None
 
 
-def symbolic_equal(gold: str, pred: str, timeout_s: float = 1.0, max_chars: int = 512,
-                   cache_gold: bool = True) -> bool:
+def _mv_verify(ref: MathRef, pred: str) -> bool:
+    from math_verify import parse, verify
+
+    g = ref.parsed
+    if g is None:
+        g = parse("$" + ref.text + "$", parsing_timeout=None)
+        ref.parsed = g  # kept when the MathRef is (the per-group reference cache)
+    p = parse("$" + pred + "$", parsing_timeout=None)
+    return bool(verify(g, p, timeout_seconds=None))
+
+
+def symbolic_equal(gold: str | MathRef, pred: str, timeout_s: float = 1.0, max_chars: int = 512) -> bool:
     """math-verify's verdict on ``$gold$`` vs ``$pred$`` (gold first: verify is asymmetric).
 
     Raises ValueError for inputs :func:`too_expensive` refuses, VerifierTimeout after ``timeout_s``."""
-    if len(gold) > max_chars or len(pred) > max_chars:
+    ref = gold if isinstance(gold, MathRef) else MathRef.of(gold, max_chars)
+    if len(ref.text) > max_chars or len(pred) > max_chars:
         raise ValueError(f"answer longer than {max_chars} characters: not parsed")
-    for x in (gold, pred):
-        why = too_expensive(x)
+    for why in (ref.refused, too_expensive(pred)):
         if why is not None:
-            raise ValueError(f"refused to evaluate ({why})")
-    return call_with_timeout(_mv_verify, timeout_s, gold.strip(), pred.strip(), cache_gold)
+            raise ValueError(why if why.startswith(("refused", "answer")) else f"refused to evaluate ({why})")
+    return call_with_timeout(_mv_verify, timeout_s, ref, pred.strip())
+
+
+class LRU:
+    """A bounded, thread-safe memo (least recently used entries go first) with hit counts."""
+
+    def __init__(self, maxsize: int):
+        self.maxsize = maxsize
+        self._d: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                self.hits += 1
+                return self._d[key]
+            self.misses += 1
+            return default
+
+    def put(self, key: Any, value: Any) -> None:
+        with self._lock:
+            self._d[key] = value
+            self._d.move_to_end(key)
+            while len(self._d) > self.maxsize:
+                self._d.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._d.clear()
+            self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+_VERDICTS = LRU(65536)
+_MISS = object()
+
+
+def compare_math(ref: MathRef, pred: str, timeout_s: float = 1.0, max_chars: int = 512,
+                 fast: bool = True, cache: bool = True, norm_pred: str | None = None) -> tuple[bool, bool]:
+    """``(equal, decided_by_fast_path)`` of a prepared reference and a prediction. May raise
+    VerifierTimeout or ValueError (refused). With ``cache`` verdicts are memoised per (reference,
+    prediction): the rollouts of one GRPO group often repeat an answer. Timeouts and refusals are
+    exceptions and never cached. ``norm_pred`` is ``normalize(pred)`` when the caller has it."""
+    key = (ref.text, pred, timeout_s, max_chars, fast)
+    if cache:
+        hit = _VERDICTS.get(key, _MISS)
+        if hit is not _MISS:
+            return hit
+    out = None
+    if fast:
+        v = _fast(ref, normalize(pred) if norm_pred is None else norm_pred)
+        if v is not None:
+            out = (v, True)
+    if out is None:
+        out = (symbolic_equal(ref, pred, timeout_s, max_chars), False)
+    if cache:
+        _VERDICTS.put(key, out)
+    return out
 
 
 def math_equal(gold: str, pred: str, timeout_s: float = 1.0, max_chars: int = 512,
                fast: bool = True, cache: bool = True) -> tuple[bool, bool]:
-    """``(equal, decided_by_fast_path)``. May raise VerifierTimeout or ValueError (refused).
-
-    With ``cache`` verdicts are memoised per (gold, pred): the rollouts of one GRPO group share the
-    reference and often repeat an answer. Timeouts and refusals are exceptions and never cached."""
-    if cache:
-        return _math_equal_cached(gold, pred, timeout_s, max_chars, fast)
-    return _math_equal(gold, pred, timeout_s, max_chars, fast)
-
-
-def _math_equal(gold: str, pred: str, timeout_s: float, max_chars: int, fast: bool) -> tuple[bool, bool]:
-    if fast:
-        v = fast_equal(gold, pred)
-        if v is not None:
-            return v, True
-    return symbolic_equal(gold, pred, timeout_s, max_chars), False
-
-
-_math_equal_cached = lru_cache(maxsize=65536)(_math_equal)
+    """:func:`compare_math` for a reference given as text."""
+    return compare_math(MathRef.of(gold, max_chars), pred, timeout_s, max_chars, fast, cache)
 
 
 def clear_caches() -> None:
-    """Forgets memoised verdicts and parsed references (benchmarks call this between runs)."""
-    _math_equal_cached.cache_clear()
-    _mv_parse_cached.cache_clear()
+    """Forgets memoised verdicts (benchmarks call this between runs)."""
+    _VERDICTS.clear()
 
 
-_HEDGE_WORDS = re.compile(
-    r"\b(between|or|and|to|about|approx(?:imately)?|around|roughly|nearly|almost|maybe|perhaps|"
-    r"either|least|most|range|from|probably|possibly|likely|unknown|cannot)\b|"
-    r"(≈|~|±|∓|≤|≥|<|>|\\pm|\\mp|\\approx|\\sim|\\leq?|\\geq?|\\lt|\\gt|\\neq|\\ldots|\\cdots|\.\.\.|…)",
-    re.IGNORECASE,
-)
-
-
-def hedges(text: str) -> set[str]:
-    """The hedging markers in ``text`` ("between", "or", "\\approx", "<", …), lower-cased."""
-    return {m.group(0).lower() for m in _HEDGE_WORDS.finditer(text)}
-
-
-def is_hedged(pred: str, gold: str) -> bool:
-    """A prediction hedges when it uses a range/alternative/approximation marker the reference
-    does not ("between 0 and 10", "3 or 4", "≈ 5"): such answers earn nothing."""
-    extra = hedges(pred) - hedges(gold)
-    return bool(extra)
+def verdict_cache_info() -> dict[str, int]:
+    return {"hits": _VERDICTS.hits, "misses": _VERDICTS.misses, "size": len(_VERDICTS)}

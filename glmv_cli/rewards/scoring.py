@@ -1,63 +1,42 @@
-"""``score(prompt, response, reference, domain, extra) -> reward in [0, 1]`` and its configuration.
+"""``score(prompt, response, reference, domain, extra) -> reward in [0, 1]``.
 
-Order of work for one response: length cap -> format gate -> language-mix gate -> answer-length
-cap -> the domain's verifier. A gate failure is reward 0 with the gate's reason. A verifier that
-raises (including a malformed reference) or times out is reward 0 with ``error`` set; nothing ever
-propagates to the caller except an unknown domain, which is a caller bug. Nothing in a response is
-executed: verifiers parse with regexes, ``json.loads``, ``Fraction`` and math-verify's LaTeX parser.
+Order of work for one response: length cap -> format gate (the domain's ``answer_format``) ->
+language-mix gate -> answer-length cap -> the domain's verifier. A gate failure is reward 0 with
+the gate's reason. A verifier that raises (including a malformed reference) or times out is reward
+0 with ``error`` set; a STEM answer no verifier can read and no judge is configured for is reward 0
+with ``error`` starting ``unverifiable``. Nothing ever propagates to the caller except an unknown
+domain, which is a caller bug. Nothing in a response is executed: verifiers parse with regexes,
+``json.loads``, ``Fraction`` and math-verify's LaTeX parser.
 
-``RewardConfig`` is the registry: domain name -> (verifier name, options), plus the gate options
-and the answer style. ``rewards.yaml``::
+A domain routed to a user's ``reward_fn`` skips the gates (the function gets the whole response)
+and runs under ``call_with_timeout`` like math-verify: an exception, a non-number or a timeout is
+reward 0 with ``error`` set; the value is clamped to [0, 1].
 
-    style: glm41v            # or glm45v (no <answer> tags)
-    gates: {require_think: true, require_box: true, language_mix: true, min_cjk_chars: 20,
-            min_english_words: 15, max_response_chars: 262144, max_answer_chars: 4096}
-    domains:
-      math: {verifier: math, timeout_s: 1.0}
-      chart: {verifier: chart, rel_tol: 0.025}
-      open_vqa:
-        verifier: judge
-        endpoints: [{url: "http://host:8000/v1/chat/completions", model: m, api_key_env: JUDGE_KEY}]
-        retries: 2
-        cache_dir: .judge-cache
-
-Domains given in the file override or extend the built-in ones; ``aliases`` maps extra names
-(``stem`` -> ``math`` is built in). Unknown keys are errors naming the file and the key.
+The registry and rewards.yaml live in :mod:`glmv_cli.rewards.registry` and
+:mod:`glmv_cli.rewards.config`; their public names are importable from here as before.
 """
 
 from __future__ import annotations
 
 import math as _math
-from dataclasses import dataclass, field, fields, replace
-from pathlib import Path
-from typing import Any, Callable
+import numbers
+from dataclasses import dataclass
+from typing import Any
 
-import yaml
+from glmv_cli.rewards.config import config_from_dict, load_config
+from glmv_cli.rewards.extract import gate
+from glmv_cli.rewards.mathv import VerifierTimeout, call_with_timeout
+from glmv_cli.rewards.registry import DEFAULT_ALIASES, DEFAULT_DOMAINS, REWARD_FN, RewardConfig, default_config
+from glmv_cli.rewards.verifiers import Unverifiable
 
-from glmv_cli.errors import GlmvError
-from glmv_cli.rewards.extract import STYLES, GateConfig, gate
-from glmv_cli.rewards.judge import JUDGE_OPTIONS, Judge, judge_config
-from glmv_cli.rewards.mathv import VerifierTimeout
-from glmv_cli.rewards.verifiers import VERIFIER_OPTIONS, VERIFIERS
-
-DEFAULT_DOMAINS: dict[str, dict[str, Any]] = {
-    "math": {"verifier": "math"},
-    "mcq": {"verifier": "mcq"},
-    "counting": {"verifier": "counting"},
-    "chart": {"verifier": "chart"},
-    "ocr": {"verifier": "ocr"},
-    "grounding": {"verifier": "grounding"},
-    "gui": {"verifier": "gui"},
-    "yesno": {"verifier": "yesno"},
-}
-# video: synth's video answers are non-negative integers (a second, a count).
-DEFAULT_ALIASES = {"stem": "math", "video": "counting"}
+__all__ = ["DEFAULT_ALIASES", "DEFAULT_DOMAINS", "RewardConfig", "RewardResult", "config_from_dict",
+           "default_config", "load_config", "score", "score_detailed"]
 
 
 @dataclass
 class RewardResult:
     """One scored response. ``gate`` is the failed gate's reason (None = passed); ``error`` is the
-    verifier's exception or ``timeout`` (None = it ran)."""
+    verifier's exception, ``timeout`` or ``unverifiable: ...`` (None = it ran)."""
 
     reward: float
     domain: str
@@ -70,150 +49,30 @@ class RewardResult:
         return {"reward": self.reward, "domain": self.domain, "verifier": self.verifier,
                 "answer": self.answer, "gate": self.gate, "error": self.error}
 
-
-@dataclass
-class RewardConfig:
-    gates: GateConfig = field(default_factory=GateConfig)
-    domains: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_DOMAINS.items()})
-    aliases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ALIASES))
-    source: str = "<built-in>"
-    _built: dict[str, Callable[..., float]] = field(default_factory=dict, repr=False)
-
-    @property
-    def style(self) -> str:
-        return self.gates.style
-
-    def with_style(self, style: str) -> "RewardConfig":
-        if style not in STYLES:
-            raise GlmvError(f"--style must be one of {', '.join(STYLES)}, got '{style}'")
-        return RewardConfig(replace(self.gates, style=style), self.domains, self.aliases, self.source)
-
-    def known_domains(self) -> list[str]:
-        return sorted(set(self.domains) | set(self.aliases))
-
-    def resolve(self, domain: str) -> str:
-        d = self.aliases.get(domain, domain)
-        if d not in self.domains:
-            raise GlmvError(f"unknown domain '{domain}'; known: {', '.join(self.known_domains())}")
-        return d
-
-    def verifier_name(self, domain: str) -> str:
-        return self.domains[self.resolve(domain)]["verifier"]
-
-    def verifier(self, domain: str) -> Callable[[str, str, dict | None, str | None], float]:
-        """The callable ``(pred, reference, extra, prompt) -> reward`` of a domain (built once)."""
-        d = self.resolve(domain)
-        if d not in self._built:
-            spec = dict(self.domains[d])
-            name = spec.pop("verifier")
-            if name == "judge":
-                j = Judge(judge_config(spec))
-                self._built[d] = lambda pred, ref, extra, prompt: j.score(prompt or "", ref, pred)
-            else:
-                fn = VERIFIERS[name]
-                self._built[d] = lambda pred, ref, extra, prompt, _fn=fn, _o=spec: _fn(pred, ref, extra, _o)
-        return self._built[d]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "gates": {f.name: getattr(self.gates, f.name) for f in fields(GateConfig)},
-                "domains": self.domains, "aliases": self.aliases}
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RewardResult":
+        return cls(float(d["reward"]), d["domain"], d["verifier"], d["answer"], d["gate"], d["error"])
 
 
-_DEFAULT: RewardConfig | None = None
+def _finish(r: Any, d: str, vname: str, answer: str | None) -> RewardResult:
+    if isinstance(r, bool) or not isinstance(r, numbers.Real):
+        return RewardResult(0.0, d, vname, answer, error=f"reward is {type(r).__name__}, not a number")
+    r = float(r)
+    if not _math.isfinite(r):
+        return RewardResult(0.0, d, vname, answer, error=f"non-finite reward {r}")
+    return RewardResult(min(1.0, max(0.0, r)), d, vname, answer)
 
 
-def default_config() -> RewardConfig:
-    global _DEFAULT
-    if _DEFAULT is None:
-        _DEFAULT = RewardConfig()
-    return _DEFAULT
-
-
-_NUMERIC = {"timeout_s", "max_chars", "rel_tol", "iou_threshold", "point_tol", "retries", "backoff_s",
-            "temperature", "max_tokens"}
-_BOOLEAN = {"fast_path", "cache", "collapse_whitespace", "ignore_case"}
-
-
-def _check_domain(where: str, name: str, spec: Any) -> dict[str, Any]:
-    if not isinstance(spec, dict):
-        raise GlmvError(f"{where}: domains.{name} must be a mapping with a 'verifier' key")
-    v = spec.get("verifier")
-    allowed_v = sorted(list(VERIFIERS) + ["judge"])
-    if v not in allowed_v:
-        raise GlmvError(f"{where}: domains.{name}.verifier is '{v}'; expected one of: {', '.join(allowed_v)}")
-    allowed = JUDGE_OPTIONS if v == "judge" else VERIFIER_OPTIONS[v]
-    for k in spec:
-        if k != "verifier" and k not in allowed:
-            raise GlmvError(f"{where}: unknown key 'domains.{name}.{k}' for verifier '{v}'; "
-                            f"valid: {', '.join(('verifier',) + tuple(allowed))}")
-    for k, val in spec.items():
-        if k in _NUMERIC and (isinstance(val, bool) or not isinstance(val, (int, float)) or val < 0):
-            raise GlmvError(f"{where}: domains.{name}.{k} must be a non-negative number, got {val!r}")
-        if k in _BOOLEAN and not isinstance(val, bool):
-            raise GlmvError(f"{where}: domains.{name}.{k} must be true or false, got {val!r}")
-    if v == "judge":
-        try:
-            judge_config(spec)
-        except ValueError as e:
-            raise GlmvError(f"{where}: domains.{name}: {e}") from None
-    yr = spec.get("year_range", [0, 0])
-    if not (isinstance(yr, list) and len(yr) == 2 and all(isinstance(x, int) for x in yr)):
-        raise GlmvError(f"{where}: domains.{name}.year_range must be [first, last] years, got {yr!r}")
-    if v == "grounding" and spec.get("shape", "step") not in ("step", "linear", "thresholded"):
-        raise GlmvError(f"{where}: domains.{name}.shape must be step, linear or thresholded, got '{spec['shape']}'")
-    return dict(spec)
-
-
-def config_from_dict(data: dict[str, Any], where: str = "<dict>") -> RewardConfig:
-    """Builds a RewardConfig from a parsed rewards.yaml mapping (see the module docstring)."""
-    if not isinstance(data, dict):
-        raise GlmvError(f"{where}: a reward config must be a mapping, got {type(data).__name__}")
-    unknown = set(data) - {"style", "gates", "domains", "aliases"}
-    if unknown:
-        raise GlmvError(f"{where}: unknown key '{sorted(unknown)[0]}'; valid: aliases, domains, gates, style")
-    gate_names = {f.name: f.type for f in fields(GateConfig)}
-    g = data.get("gates") or {}
-    if not isinstance(g, dict):
-        raise GlmvError(f"{where}: 'gates' must be a mapping")
-    for k in g:
-        if k not in gate_names or k == "style":
-            raise GlmvError(f"{where}: unknown key 'gates.{k}'; valid: "
-                            f"{', '.join(sorted(n for n in gate_names if n != 'style'))}")
-    style = data.get("style", "glm41v")
-    if style not in STYLES:
-        raise GlmvError(f"{where}: 'style' must be one of {', '.join(STYLES)}, got '{style}'")
-    defaults = GateConfig()
-    for k, val in g.items():
-        want = type(getattr(defaults, k))
-        if isinstance(val, bool) != (want is bool) or not isinstance(val, want):
-            raise GlmvError(f"{where}: gates.{k} must be {'true or false' if want is bool else 'an integer'}, "
-                            f"got {val!r}")
-    gates = GateConfig(style=style, **g)
-    domains = {k: dict(v) for k, v in DEFAULT_DOMAINS.items()}
-    for name, spec in (data.get("domains") or {}).items():
-        domains[str(name)] = _check_domain(where, str(name), spec)
-    aliases = dict(DEFAULT_ALIASES)
-    for a, target in (data.get("aliases") or {}).items():
-        if target not in domains:
-            raise GlmvError(f"{where}: aliases.{a} points to unknown domain '{target}'")
-        aliases[str(a)] = str(target)
-    return RewardConfig(gates=gates, domains=domains, aliases=aliases, source=where)
-
-
-def load_config(path: str | Path | None) -> RewardConfig:
-    """Reads rewards.yaml (None: the built-in registry)."""
-    if path is None:
-        return RewardConfig()
-    p = Path(path)
-    if not p.is_file():
-        raise GlmvError(f"--config '{p}' does not exist")
+def _score_user(cfg: RewardConfig, d: str, prompt: str | None, response: str, reference: str,
+                domain: str, extra: dict[str, Any] | None) -> RewardResult:
     try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise GlmvError(f"{p}{line}: invalid YAML ({getattr(e, 'problem', e)})") from None
-    return config_from_dict(data, str(p))
+        fn = cfg.reward_function(d)
+        r = call_with_timeout(fn, cfg.reward_fn_timeout(d), prompt, response, reference, domain, extra)
+    except VerifierTimeout:
+        return RewardResult(0.0, d, REWARD_FN, error="timeout")
+    except Exception as e:  # the user's code must not kill an RL run either
+        return RewardResult(0.0, d, REWARD_FN, error=f"{type(e).__name__}: {e}"[:300])
+    return _finish(r, d, REWARD_FN, None)
 
 
 def score_detailed(prompt: str | None, response: str, reference: str, domain: str,
@@ -221,19 +80,21 @@ def score_detailed(prompt: str | None, response: str, reference: str, domain: st
     """Gates, then the domain's verifier; never raises for anything inside the response."""
     cfg = config or default_config()
     d = cfg.resolve(domain)
-    vname = cfg.domains[d]["verifier"]
-    answer, why = gate(response, cfg.gates)
+    vname = cfg.verifier_name(domain)
+    if vname == REWARD_FN:
+        return _score_user(cfg, d, prompt, response, reference, domain, extra)
+    answer, why = gate(response, cfg.gates_for(d))
     if why is not None:
         return RewardResult(0.0, d, vname, None, gate=why)
     try:
-        r = float(cfg.verifier(d)(answer, reference, extra, prompt))
+        r = cfg.verifier(d)(answer, reference, extra, prompt)
     except VerifierTimeout:
         return RewardResult(0.0, d, vname, answer, error="timeout")
+    except Unverifiable as e:
+        return RewardResult(0.0, d, vname, answer, error=f"unverifiable: {e}")
     except Exception as e:  # a verifier bug or a bad reference must not kill an RL run
         return RewardResult(0.0, d, vname, answer, error=f"{type(e).__name__}: {e}"[:300])
-    if not _math.isfinite(r):
-        return RewardResult(0.0, d, vname, answer, error=f"non-finite reward {r}")
-    return RewardResult(min(1.0, max(0.0, r)), d, vname, answer)
+    return _finish(r, d, vname, answer)
 
 
 def score(prompt: str | None, response: str, reference: str, domain: str,

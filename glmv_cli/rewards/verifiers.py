@@ -1,55 +1,171 @@
-"""Domain verifiers: pure functions ``(pred, reference, extra, opts) -> reward in [0, 1]``.
+"""Domain verifiers: each reads its reference once (``prepare``) and scores answers (``check``).
 
-``pred`` is the answer the gates extracted (the box content). A malformed *prediction* earns 0;
-a malformed *reference* raises ``ValueError`` (the caller counts it as a verifier error).
+``prepare(reference, extra, opts) -> Ref`` validates and normalises a reference and parses it into
+what ``check`` reads; it raises ``ValueError`` naming what is wrong (``glmv_cli.rewards.
+check_reference`` turns that into an error naming the record, at load time). ``check(pred, ref,
+extra, opts, prompt) -> reward in [0, 1]``; a malformed *prediction* earns 0. The reward registry
+keeps one prepared reference per (domain, reference, extra), so a GRPO group parses its reference
+once. ``verify_<name>(pred, reference, extra, opts)`` runs both for one answer.
 
-* math/stem: hedged answers (a range/alternative/approximation marker the reference lacks) earn 0,
-  then :func:`glmv_cli.rewards.mathv.math_equal` (fast path, then math-verify under a timeout).
+* math: an answer outside the policy (``glmv_cli.rewards.policy``: a hedge the reference lacks,
+  a dangling operator, unbalanced brackets) earns 0; intervals and one-variable inequalities are
+  compared as sets (``5 \\geq x`` is ``x \\leq 5``, ``(-\\infty, 3)`` is ``x < 3``); then
+  :func:`glmv_cli.rewards.mathv.compare_math` (fast path, then math-verify under a timeout).
+  Chemistry never reaches math-verify: a chemical reference is compared as chemistry, a chemical
+  answer to a non-chemical reference earns 0.
+* chemistry: formulas and equations as species with coefficients (``glmv_cli.rewards.chemistry``).
+* stem: a router. A chemical reference goes to chemistry, a reference math can read to math, any
+  other (prose such as ``mitochondria``) scores 1 for the same text, else goes to the domain's
+  ``judge`` when one is configured, else 0 counted as ``unverifiable``.
 * mcq: letters, "(B)", "B.", "B. text", "option B", or the option's text when ``extra.options`` is
   given; several letters are compared as a set (so "B, C" never matches "B").
-* counting: exactly one integer (digits or an English number word up to twenty), no hedge.
+* counting: exactly one integer (digits or an English number word up to twenty), no hedge. The
+  reference is a non-negative integer in digits (``1.0`` and ``1,200`` are normalised).
 * chart: numeric references within 2.5 % relative (``rel_tol``); years exactly (a 4-digit integer
   reference in ``year_range`` 1900-2100, or ``extra.kind == "year"``; ``kind: number`` opts out);
   percentages read either way ("45%" vs "45"); labels compare case- and space-insensitively.
+  ``\\text{}``, ``\\%``, ``\\$`` are read as plain text.
 * ocr: continuous edit similarity 1 - lev(p, r) / max(|p|, |r|) after whitespace collapsing.
-  Levenshtein is Hyyrö's bit-parallel algorithm on Python ints: O(|a| * |b| / 64) word ops, 2 x 4k
-  characters in ~5 ms where the plain DP needs seconds.
 * grounding: boxes [x1, y1, x2, y2] in 0-1000 coordinates. A degenerate (x1 >= x2 or y1 >= y2),
   swapped or out-of-range box makes the whole answer 0. Boxes are matched one-to-one to maximise the
   summed pair score (exhaustive up to 6 boxes, greedy beyond) and the total is divided by
   max(#predicted, #reference), so extra boxes dilute the reward instead of hacking it. Pair score
   (``shape``): ``step`` (default) 1 if IoU >= ``iou_threshold`` (0.5) else 0 — a binary reward keeps
   pass rates meaningful for the curriculum; ``linear`` = IoU; ``thresholded`` = IoU if >= threshold.
-* gui: JSON actions. Action types must match (else 0). Reward = product of the argument scores:
-  location (predicted point inside the reference box, or predicted box IoU >= ``iou_threshold``,
-  or a predicted box containing a reference point), typed text (edit similarity), any other
-  argument (exact, case-insensitive).
+* gui: JSON actions or GLM's action grammar (``glmv_cli.rewards.gui``).
 * yesno: the answer must hold exactly one polarity (yes/true/是/对 vs no/false/否/不).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
 
-from glmv_cli.rewards.mathv import hedges, is_hedged, math_equal
+from glmv_cli.rewards.chemistry import Chem, chem_equal, looks_chemical, parse_chem
+from glmv_cli.rewards.exact import parse_set, sets_equal
+from glmv_cli.rewards.extract import strip_math_delimiters
+from glmv_cli.rewards.gui import ActionError, parse_action, score_actions
+from glmv_cli.rewards.mathv import MathRef, compare_math, normalize, parse_number
+from glmv_cli.rewards.policy import hedges, is_hedged, malformed
+from glmv_cli.rewards.similarity import Box, edit_similarity, iou, levenshtein
+
+__all__ = ["VERIFIERS", "VERIFIER_OPTIONS", "SPECS", "Ref", "Unverifiable", "Verifier", "edit_similarity", "iou",
+           "levenshtein"]
 
 
-def _opts(opts: dict[str, Any] | None) -> dict[str, Any]:
-    return opts or {}
+class Ref(NamedTuple):
+    """A prepared reference: its normalised text and what ``check`` reads."""
+
+    text: str
+    value: Any
 
 
-# --- math -------------------------------------------------------------------------------------
-def verify_math(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
-    o = _opts(opts)
-    if is_hedged(pred, ref):
-        return 0.0
-    ok, _ = math_equal(ref, pred, timeout_s=float(o.get("timeout_s", 1.0)),
-                       max_chars=int(o.get("max_chars", 512)), fast=bool(o.get("fast_path", True)),
-                       cache=bool(o.get("cache", True)))
+class Unverifiable(ValueError):
+    """No verifier reads this reference and no judge is configured (reward 0, counted)."""
+
+
+@dataclass(frozen=True)
+class Verifier:
+    prepare: Callable[[str, dict | None, dict], Ref]
+    check: Callable[[str, Ref, dict | None, dict, str | None], float]
+    options: tuple[str, ...] = ()
+
+
+def _bad(verifier: str, ref: str, what: str) -> ValueError:
+    return ValueError(f"{verifier} reference '{ref[:60]}' {what}")
+
+
+# --- math ---------------------------------------------------------------------------------------
+def prepare_math(ref: str, extra: dict | None, o: dict) -> Ref:
+    text = strip_math_delimiters(ref)
+    if not text:
+        raise _bad("math", ref, "is empty")
+    if looks_chemical(text):
+        return Ref(text, parse_chem(text))
+    m = MathRef.of(text, int(o.get("max_chars", 512)))
+    if m.refused is not None:
+        raise _bad("math", ref, m.refused)
+    return Ref(text, m)
+
+
+def _check_chem(pred: str, ref: Chem) -> float:
+    p = parse_chem(pred)
+    return 1.0 if p is not None and chem_equal(ref, p) else 0.0
+
+
+def check_math(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
+    v = ref.value
+    if isinstance(v, Chem):
+        return _check_chem(pred, v)
+    np = normalize(pred)
+    if parse_number(np) is None:  # a plain number is complete, unhedged and no chemistry
+        if looks_chemical(pred, strict=True) or malformed(pred):
+            return 0.0
+        if v.setform is not None:  # intervals and inequalities by meaning
+            ps = parse_set(np)
+            if ps is not None:
+                same = sets_equal(v.setform, ps)
+                if same is not None:
+                    return float(same)
+                return _compare(v, pred, np, o)  # too close to call: relation markers are no hedge here
+        if is_hedged(pred, v.hedges):
+            return 0.0
+    return _compare(v, pred, np, o)
+
+
+def _compare(v: MathRef, pred: str, np: str, o: dict) -> float:
+    ok, _ = compare_math(v, pred, timeout_s=float(o.get("timeout_s", 1.0)), max_chars=int(o.get("max_chars", 512)),
+                         fast=bool(o.get("fast_path", True)), cache=bool(o.get("cache", True)), norm_pred=np)
     return 1.0 if ok else 0.0
+
+
+# --- chemistry and the STEM router --------------------------------------------------------------
+def prepare_chemistry(ref: str, extra: dict | None, o: dict) -> Ref:
+    c = parse_chem(ref)
+    if c is None:
+        raise _bad("chemistry", ref, "is not a chemical formula or equation (species of element symbols with "
+                   "coefficients, e.g. 'N2 + 3H2 -> 2NH3')")
+    return Ref(ref.strip(), c)
+
+
+def check_chemistry(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
+    return _check_chem(pred, ref.value)
+
+
+_FUNCTIONS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "ln", "exp", "lim", "max", "min", "sqrt", "det",
+              "mod", "gcd", "lcm", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "pi"}
+
+
+def reads_as_math(text: str, m: MathRef) -> bool:
+    """Can math-verify's reading be trusted? Numbers, closed forms, sets, expressions in
+    one-letter variables and functions, a number with up to two unit words ("9.8 m/s"): yes.
+    Prose ("mitochondria", "Newton's third law"): no."""
+    if m.number is not None or m.value is not None or m.setform is not None:
+        return True
+    words = [w for w in re.findall(r"[A-Za-z]{2,}", re.sub(r"\\[A-Za-z]+", " ", text)) if w.lower() not in _FUNCTIONS]
+    if not words:
+        return True
+    return bool(re.match(r"^\s*[+\-−]?\d", text)) and len(words) <= 2
+
+
+def prepare_stem(ref: str, extra: dict | None, o: dict) -> Ref:
+    r = prepare_math(ref, extra, o)
+    if isinstance(r.value, Chem) or reads_as_math(r.text, r.value):
+        return r
+    return Ref(r.text, _norm_text(r.text))
+
+
+def check_stem(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
+    if not isinstance(ref.value, str):
+        return check_math(pred, ref, extra, o, prompt)
+    if _norm_text(pred) == ref.value:
+        return 1.0
+    judge = o.get("_judge")
+    if judge is None:
+        raise Unverifiable("no verifier reads this reference and the domain has no judge")
+    return judge.score(prompt or "", ref.text, pred)
 
 
 # --- multiple choice --------------------------------------------------------------------------
@@ -101,12 +217,15 @@ def mc_letters(answer: str, extra: dict | None = None) -> frozenset[str] | None:
     return None
 
 
-def verify_mcq(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+def prepare_mcq(ref: str, extra: dict | None, o: dict) -> Ref:
     want = mc_letters(ref, extra)
     if want is None:
-        raise ValueError(f"reference '{ref[:40]}' names no option letter")
-    got = mc_letters(pred, extra)
-    return 1.0 if got == want else 0.0
+        raise _bad("mcq", ref, "names no option letter (expected e.g. 'B', '(B)', 'B, D' or an option's text)")
+    return Ref("".join(sorted(want)), want)
+
+
+def check_mcq(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
+    return 1.0 if mc_letters(pred, extra) == ref.value else 0.0
 
 
 # --- counting ---------------------------------------------------------------------------------
@@ -132,19 +251,36 @@ def _numbers_in(text: str) -> list[float]:
     return out
 
 
-def verify_counting(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
-    r = ref.strip()
-    if not re.fullmatch(r"\d+", r):
-        raise ValueError(f"counting reference must be a non-negative integer, got '{ref[:40]}'")
+def prepare_counting(ref: str, extra: dict | None, o: dict) -> Ref:
+    r = ref.strip().translate(str.maketrans({"\u2212": "-"}))
+    m = re.fullmatch(r"\+?(\d{1,3}(?:,\d{3})+|\d+)(?:\.0+)?", r)
+    if not m:
+        raise _bad("counting", ref, "is not a non-negative integer in digits (e.g. '3'; '1.0' and '1,200' "
+                   "are normalised)")
+    n = int(m.group(1).replace(",", ""))
+    return Ref(str(n), n)
+
+
+def check_counting(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
     if hedges(pred):
         return 0.0
     nums = _numbers_in(pred)
     if len(nums) != 1 or nums[0] != int(nums[0]):
         return 0.0
-    return 1.0 if int(nums[0]) == int(r) else 0.0
+    return 1.0 if int(nums[0]) == ref.value else 0.0
 
 
 # --- chart ------------------------------------------------------------------------------------
+_CHART_LATEX = [(re.compile(r"\\(?:text|mathrm)\s*\{([^{}]*)\}"), r"\1"), (re.compile(r"\\([%$])"), r"\1"),
+                (re.compile(r"\\(?:left|right)(?![A-Za-z])|\\[,;: !]"), "")]
+
+
+def _chart_clean(s: str) -> str:
+    if "\\" not in s:
+        return s.strip()
+    for pat, rep in _CHART_LATEX:
+        s = pat.sub(rep, s)
+    return s.strip()
 _CHART_NUM = re.compile(r"^[$€£¥]?\s*([+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[+-]?\.\d+)\s*(%?)\s*"
                         r"(?:[A-Za-z°µ/$€£¥]+\.?)?$")
 
@@ -157,13 +293,20 @@ def _chart_number(s: str) -> tuple[float, bool, str] | None:
     return float(digits), bool(m.group(2)), digits
 
 
-def verify_chart(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
-    o = _opts(opts)
+def prepare_chart(ref: str, extra: dict | None, o: dict) -> Ref:
+    r = _chart_clean(ref)
+    if not r:
+        raise _bad("chart", ref, "is empty")
+    return Ref(r, (_chart_number(r), frozenset(hedges(r))))
+
+
+def check_chart(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
     tol = float(o.get("rel_tol", 0.025))
-    r = _chart_number(ref)
+    r, ref_hedges = ref.value
+    pred = _chart_clean(pred)
     if r is None:
-        return 1.0 if _norm_text(pred) == _norm_text(ref) and pred.strip() else 0.0
-    if is_hedged(pred, ref):
+        return 1.0 if _norm_text(pred) == _norm_text(ref.text) and pred else 0.0
+    if is_hedged(pred, ref_hedges):
         return 0.0
     p = _chart_number(pred)
     if p is None:
@@ -184,44 +327,12 @@ def verify_chart(pred: str, ref: str, extra: dict | None = None, opts: dict | No
 
 
 # --- OCR --------------------------------------------------------------------------------------
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance (unit insert/delete/substitute), Hyyrö's bit-parallel algorithm."""
-    if len(a) < len(b):
-        a, b = b, a
-    m = len(b)
-    if m == 0:
-        return len(a)
-    peq: dict[str, int] = {}
-    for i, c in enumerate(b):
-        peq[c] = peq.get(c, 0) | (1 << i)
-    mask = (1 << m) - 1
-    high = 1 << (m - 1)
-    pv, mv, score = mask, 0, m
-    for c in a:
-        eq = peq.get(c, 0)
-        xv = eq | mv
-        xh = ((((eq & pv) + pv) & mask) ^ pv) | eq
-        ph = mv | (~(xh | pv) & mask)
-        mh = pv & xh
-        if ph & high:
-            score += 1
-        elif mh & high:
-            score -= 1
-        ph = ((ph << 1) | 1) & mask
-        mh = (mh << 1) & mask
-        pv = mh | (~(xv | ph) & mask)
-        mv = ph & xv
-    return score
+def prepare_ocr(ref: str, extra: dict | None, o: dict) -> Ref:
+    return Ref(ref, ref)
 
 
-def edit_similarity(a: str, b: str) -> float:
-    n = max(len(a), len(b))
-    return 1.0 if n == 0 else 1.0 - levenshtein(a, b) / n
-
-
-def verify_ocr(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
-    o = _opts(opts)
-    p, r = pred, ref
+def check_ocr(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
+    p, r = pred, ref.value
     if o.get("collapse_whitespace", True):
         p, r = " ".join(p.split()), " ".join(r.split())
     if o.get("ignore_case", False):
@@ -232,7 +343,6 @@ def verify_ocr(pred: str, ref: str, extra: dict | None = None, opts: dict | None
 # --- boxes --------------------------------------------------------------------------------------
 _BOX = re.compile(r"[\[(]\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*,"
                   r"\s*(-?\d+(?:\.\d+)?)\s*[\])]")
-Box = tuple[float, float, float, float]
 
 
 def valid_box(b: Box, size: float = 1000.0) -> bool:
@@ -248,16 +358,6 @@ def parse_boxes(text: str) -> list[Box] | None:
     if not boxes or not all(valid_box(b) for b in boxes):  # type: ignore[arg-type]
         return None
     return boxes  # type: ignore[return-value]
-
-
-def iou(a: Box, b: Box) -> float:
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
 
 
 def _pair_score(i: float, shape: str, thr: float) -> float:
@@ -292,87 +392,35 @@ def _greedy(s: list[list[float]]) -> float:
     return total
 
 
-def verify_grounding(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
-    o = _opts(opts)
+def prepare_grounding(ref: str, extra: dict | None, o: dict) -> Ref:
     rb = parse_boxes(ref)
     if rb is None:
-        raise ValueError(f"grounding reference '{ref[:60]}' is not a list of valid 0-1000 boxes")
+        raise _bad("grounding", ref, "is not a list of valid 0-1000 boxes [x1, y1, x2, y2] with x1 < x2, y1 < y2")
+    return Ref(ref.strip(), rb)
+
+
+def check_grounding(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
     pb = parse_boxes(pred)
     if pb is None:
         return 0.0
-    return match_boxes(pb, rb, str(o.get("shape", "step")), float(o.get("iou_threshold", 0.5)))
+    return match_boxes(pb, ref.value, str(o.get("shape", "step")), float(o.get("iou_threshold", 0.5)))
 
 
 # --- GUI actions -------------------------------------------------------------------------------
-def _json_obj(s: str) -> dict | None:
+def prepare_gui(ref: str, extra: dict | None, o: dict) -> Ref:
     try:
-        v = json.loads(s)
-    except (ValueError, RecursionError):
-        return None
-    return v if isinstance(v, dict) else None
+        return Ref(ref.strip(), parse_action(ref))
+    except ActionError as e:
+        raise _bad("gui", ref, f"is not a GUI action (a JSON object with an 'action', or a call such as "
+                   f"left_click(start_box='[x,y]')): {e}") from None
 
 
-def _act(v: Any) -> str:
-    return re.sub(r"[\s\-]+", "_", str(v).strip().lower())
-
-
-def _one_box(v: Any) -> Box | None:
-    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list):
-        v = v[0]
-    if isinstance(v, list) and len(v) == 4 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                   for x in v):
-        b = tuple(float(x) for x in v)
-        return b if valid_box(b) else None  # type: ignore[return-value]
-    return None
-
-
-def _one_point(v: Any) -> tuple[float, float] | None:
-    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], list):
-        v = v[0]
-    if isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                   for x in v):
-        x, y = float(v[0]), float(v[1])
-        return (x, y) if 0 <= x <= 1000 and 0 <= y <= 1000 else None
-    return None
-
-
-def verify_gui(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
-    o = _opts(opts)
-    thr = float(o.get("iou_threshold", 0.5))
-    r = _json_obj(ref)
-    if r is None or "action" not in r:
-        raise ValueError(f"gui reference '{ref[:60]}' is not a JSON object with an 'action'")
-    p = _json_obj(pred)
-    if p is None or _act(p.get("action", "")) != _act(r["action"]):
+def check_gui(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
+    try:
+        p = parse_action(pred)
+    except ActionError:
         return 0.0
-    reward = 1.0
-    rbox, rpt = _one_box(r.get("box_2d")), _one_point(r.get("point_2d"))
-    if "box_2d" in r and rbox is None:
-        raise ValueError("gui reference 'box_2d' is not one valid 0-1000 box")
-    if rbox is not None or rpt is not None:
-        pbox, ppt = _one_box(p.get("box_2d")), _one_point(p.get("point_2d"))
-        if rbox is not None and ppt is not None:
-            hit = rbox[0] <= ppt[0] <= rbox[2] and rbox[1] <= ppt[1] <= rbox[3]
-        elif rbox is not None and pbox is not None:
-            hit = iou(pbox, rbox) >= thr
-        elif rpt is not None and pbox is not None:
-            hit = pbox[0] <= rpt[0] <= pbox[2] and pbox[1] <= rpt[1] <= pbox[3]
-        elif rpt is not None and ppt is not None:
-            hit = abs(ppt[0] - rpt[0]) <= float(o.get("point_tol", 20)) and \
-                abs(ppt[1] - rpt[1]) <= float(o.get("point_tol", 20))
-        else:
-            hit = False
-        if not hit:
-            return 0.0
-    for key, want in r.items():
-        if key in ("action", "box_2d", "point_2d"):
-            continue
-        got = p.get(key)
-        if key in ("text", "content", "value"):
-            reward *= edit_similarity(str(got) if got is not None else "", str(want))
-        elif got is None or _norm_text(str(got)) != _norm_text(str(want)):
-            return 0.0
-    return reward
+    return score_actions(p, ref.value, float(o.get("iou_threshold", 0.5)), float(o.get("point_tol", 20)))
 
 
 # --- yes / no -----------------------------------------------------------------------------------
@@ -388,37 +436,94 @@ def yes_no(text: str) -> str | None:
     return "yes" if y else "no"
 
 
-def verify_yesno(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+def prepare_yesno(ref: str, extra: dict | None, o: dict) -> Ref:
     want = yes_no(ref)
     if want is None:
-        raise ValueError(f"yes/no reference '{ref[:40]}' is neither yes nor no")
-    return 1.0 if yes_no(pred) == want else 0.0
+        raise _bad("yes/no", ref, "is neither yes nor no")
+    return Ref(want, want)
+
+
+def check_yesno(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
+    return 1.0 if yes_no(pred) == ref.value else 0.0
+
+
+def prepare_exact(ref: str, extra: dict | None, o: dict) -> Ref:
+    return Ref(ref.strip(), _norm_text(ref))
+
+
+def check_exact(pred: str, ref: Ref, extra: dict | None, o: dict, prompt: str | None = None) -> float:
+    return 1.0 if _norm_text(pred) == ref.value else 0.0
+
+
+_MATH_OPTIONS = ("timeout_s", "max_chars", "fast_path", "cache")
+SPECS: dict[str, Verifier] = {
+    "math": Verifier(prepare_math, check_math, _MATH_OPTIONS),
+    "stem": Verifier(prepare_stem, check_stem, _MATH_OPTIONS + ("judge",)),
+    "chemistry": Verifier(prepare_chemistry, check_chemistry),
+    "mcq": Verifier(prepare_mcq, check_mcq),
+    "counting": Verifier(prepare_counting, check_counting),
+    "chart": Verifier(prepare_chart, check_chart, ("rel_tol", "year_range")),
+    "ocr": Verifier(prepare_ocr, check_ocr, ("collapse_whitespace", "ignore_case")),
+    "grounding": Verifier(prepare_grounding, check_grounding, ("iou_threshold", "shape")),
+    "gui": Verifier(prepare_gui, check_gui, ("iou_threshold", "point_tol")),
+    "yesno": Verifier(prepare_yesno, check_yesno),
+    "exact": Verifier(prepare_exact, check_exact),
+}
+# Options each verifier accepts in rewards.yaml (anything else is a config error).
+VERIFIER_OPTIONS: dict[str, tuple[str, ...]] = {k: v.options for k, v in SPECS.items()}
+
+
+def _one(name: str, pred: str, ref: str, extra: dict | None, opts: dict | None) -> float:
+    spec, o = SPECS[name], opts or {}
+    return spec.check(pred, spec.prepare(ref, extra, o), extra, o, None)
+
+
+def verify_math(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("math", pred, ref, extra, opts)
+
+
+def verify_stem(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("stem", pred, ref, extra, opts)
+
+
+def verify_chemistry(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("chemistry", pred, ref, extra, opts)
+
+
+def verify_mcq(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("mcq", pred, ref, extra, opts)
+
+
+def verify_counting(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("counting", pred, ref, extra, opts)
+
+
+def verify_chart(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("chart", pred, ref, extra, opts)
+
+
+def verify_ocr(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("ocr", pred, ref, extra, opts)
+
+
+def verify_grounding(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("grounding", pred, ref, extra, opts)
+
+
+def verify_gui(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("gui", pred, ref, extra, opts)
+
+
+def verify_yesno(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
+    return _one("yesno", pred, ref, extra, opts)
 
 
 def verify_exact(pred: str, ref: str, extra: dict | None = None, opts: dict | None = None) -> float:
-    return 1.0 if _norm_text(pred) == _norm_text(ref) else 0.0
+    return _one("exact", pred, ref, extra, opts)
 
 
-VERIFIERS = {
-    "math": verify_math,
-    "mcq": verify_mcq,
-    "counting": verify_counting,
-    "chart": verify_chart,
-    "ocr": verify_ocr,
-    "grounding": verify_grounding,
-    "gui": verify_gui,
-    "yesno": verify_yesno,
-    "exact": verify_exact,
-}
-# Options each verifier accepts in rewards.yaml (anything else is a config error).
-VERIFIER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "math": ("timeout_s", "max_chars", "fast_path", "cache"),
-    "mcq": (),
-    "counting": (),
-    "chart": ("rel_tol", "year_range"),
-    "ocr": ("collapse_whitespace", "ignore_case"),
-    "grounding": ("iou_threshold", "shape"),
-    "gui": ("iou_threshold", "point_tol"),
-    "yesno": (),
-    "exact": (),
+VERIFIERS: dict[str, Callable[..., float]] = {
+    "math": verify_math, "stem": verify_stem, "chemistry": verify_chemistry, "mcq": verify_mcq,
+    "counting": verify_counting, "chart": verify_chart, "ocr": verify_ocr, "grounding": verify_grounding,
+    "gui": verify_gui, "yesno": verify_yesno, "exact": verify_exact,
 }

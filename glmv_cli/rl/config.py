@@ -8,18 +8,18 @@ of valid ones. ``validate()`` raises ``GlmvError`` naming the flag, e.g.
 
 Defaults and where they come from ("paper" = arXiv 2507.01006 §5, RLCS; "chosen" = the paper
 gives no number and this is our pick, with the reason). The "paper" entries name techniques
-(as the design brief attributes them to §5); no number below is claimed to be the paper's own.
+(docs/design.md §8); no number below is claimed to be the paper's own.
 
     temperature 1.0, top_p 1.0        paper: rollouts sample the full distribution; top-p < 1
                                       drops tail tokens and was reported to destabilise RL
     forced_answering on               paper: a response that exhausts the thinking budget gets
                                       ``</think><answer>`` appended and a short answer budget
-    mask_forced_tokens on             design brief: forced tokens are not policy samples
+    mask_forced_tokens on             docs/design.md §8: forced tokens are not policy samples
     kl_coef 0, entropy_coef 0         paper: no KL loss and no entropy bonus (both kept as options)
     clip_eps_low 0.2, clip_eps_high 0.28
                                       paper adopts clip-higher; the values are DAPO's
                                       (arXiv 2503.14476) — the paper gives none
-    loss_agg token-mean               token-level loss as in DAPO, per the design brief
+    loss_agg token-mean               token-level loss as in DAPO (docs/design.md §8)
     adv_std_normalize off             chosen: group-mean baseline only (Dr. GRPO); std scaling
                                       up-weights nearly-solved/nearly-failed prompts (see grpo.py)
     expansion on, ema_alpha 0.1       paper: ratio EMA; α chosen (half-life 6.6 steps)

@@ -125,6 +125,41 @@ def _rng_from_json(d: Mapping[str, Any]) -> np.random.Generator:
     return np.random.Generator(bg)
 
 
+def _check_boundaries(boundaries: Sequence[float]) -> tuple[float, ...]:
+    b = [float(x) for x in boundaries]
+    if len(b) != len(TIER_NAMES) - 2 or any(not (0 < x <= 1) for x in b) or b != sorted(set(b)):
+        raise ValueError(f"boundaries must be {len(TIER_NAMES) - 2} increasing values in (0, 1], got {b}")
+    return tuple(b)
+
+
+def _tier_weights(weights: Mapping[str, float] | None) -> dict[str, float]:
+    w = dict(DEFAULT_TIER_WEIGHTS)
+    for k, v in (weights or {}).items():
+        if k not in w:
+            raise ValueError(f"unknown tier '{k}'; tiers: {', '.join(TIER_NAMES)}")
+        w[k] = float(v)
+    if any(v <= 0 for v in w.values()):
+        raise ValueError(f"tier weights must be > 0 so no tier is starved, got {w}")
+    return w
+
+
+def _domain_weights(domain_weights: Mapping[str, float] | None, names: list[str]) -> dict[str, float] | None:
+    """Per-domain mixture weights, one for every domain the data has (None: by tier weight alone)."""
+    if not domain_weights:
+        return None
+    unknown = sorted(set(domain_weights) - set(names))
+    if unknown:
+        raise GlmvError(f"--domain-weights names domain '{unknown[0]}', which no record has "
+                        f"(domains in the data: {', '.join(names)})")
+    missing = [d for d in names if d not in domain_weights]
+    if missing:
+        raise GlmvError(f"--domain-weights has no weight for domain '{missing[0]}'; give one for every domain "
+                        f"({', '.join(names)})")
+    if any(float(v) < 0 for v in domain_weights.values()) or sum(map(float, domain_weights.values())) <= 0:
+        raise GlmvError("--domain-weights must be >= 0 with a positive sum")
+    return {d: float(domain_weights[d]) for d in names}
+
+
 class CurriculumSampler:
     """Draws prompt ids by tier weight and domain mixture; learns pass rates from rollouts.
 
@@ -160,52 +195,33 @@ class CurriculumSampler:
             raise ValueError(f"{n} ids but {len(self.domains)} domains")
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got '{mode}'")
-        b = [float(x) for x in boundaries]
-        if len(b) != len(TIER_NAMES) - 2 or any(not (0 < x <= 1) for x in b) or b != sorted(set(b)):
-            raise ValueError(f"boundaries must be {len(TIER_NAMES) - 2} increasing values in (0, 1], got {b}")
-        w = dict(DEFAULT_TIER_WEIGHTS)
-        for k, v in (weights or {}).items():
-            if k not in w:
-                raise ValueError(f"unknown tier '{k}'; tiers: {', '.join(TIER_NAMES)}")
-            w[k] = float(v)
-        if any(v <= 0 for v in w.values()):
-            raise ValueError(f"tier weights must be > 0 so no tier is starved, got {w}")
+        self.mode = mode
+        self.boundaries = _check_boundaries(boundaries)
+        self.weights = _tier_weights(weights)
+        self._wvec = np.array([self.weights[t] for t in TIER_NAMES], dtype=np.float64)
         if prior_strength < 0:
             raise ValueError(f"prior_strength must be >= 0, got {prior_strength}")
         if not (0.0 < decay <= 1.0):
             raise ValueError(f"decay must be in (0, 1], got {decay}")
-        self.mode = mode
-        self.boundaries = tuple(b)
-        self.weights = w
-        self._wvec = np.array([w[t] for t in TIER_NAMES], dtype=np.float64)
         self.prior_strength = float(prior_strength)
         self.decay = float(decay)
         self.seed = int(seed)
-
         self.domain_names = sorted(set(self.domains))
         self._dom = np.array([self.domain_names.index(d) for d in self.domains], dtype=np.int64)
-        self.domain_weights: dict[str, float] | None = None
-        if domain_weights:
-            unknown = sorted(set(domain_weights) - set(self.domain_names))
-            if unknown:
-                raise GlmvError(
-                    f"--domain-weights names domain '{unknown[0]}', which no record has "
-                    f"(domains in the data: {', '.join(self.domain_names)})"
-                )
-            missing = [d for d in self.domain_names if d not in domain_weights]
-            if missing:
-                raise GlmvError(
-                    f"--domain-weights has no weight for domain '{missing[0]}'; give one for every domain "
-                    f"({', '.join(self.domain_names)})"
-                )
-            if any(float(v) < 0 for v in domain_weights.values()) or sum(map(float, domain_weights.values())) <= 0:
-                raise GlmvError("--domain-weights must be >= 0 with a positive sum")
-            self.domain_weights = {d: float(domain_weights[d]) for d in self.domain_names}
+        self.domain_weights = _domain_weights(domain_weights, self.domain_names)
+        self._set_prior(offline_pass_rates or {})
+        self.successes = np.zeros(n, dtype=np.float64)
+        self.attempts = np.zeros(n, dtype=np.float64)
+        self.visits = np.zeros(n, dtype=np.int64)
+        self.rng = np.random.Generator(np.random.PCG64(self.seed))
 
+    def _set_prior(self, offline_pass_rates: Mapping[str, float]) -> None:
+        """An offline grade g counts as ``prior_strength`` pseudo-rollouts with pass rate g."""
+        n = len(self.ids)
         self.prior_s = np.zeros(n, dtype=np.float64)
         self.prior_a = np.zeros(n, dtype=np.float64)
         self.offline_matched = 0
-        for rid, g in (offline_pass_rates or {}).items():
+        for rid, g in offline_pass_rates.items():
             k = self.index.get(str(rid))
             if k is None or g is None:
                 continue
@@ -215,11 +231,6 @@ class CurriculumSampler:
             self.prior_s[k] = self.prior_strength * g
             self.prior_a[k] = self.prior_strength
             self.offline_matched += 1
-
-        self.successes = np.zeros(n, dtype=np.float64)
-        self.attempts = np.zeros(n, dtype=np.float64)
-        self.visits = np.zeros(n, dtype=np.int64)
-        self.rng = np.random.Generator(np.random.PCG64(self.seed))
 
     # ------------------------------------------------------------------ estimates
 
@@ -311,10 +322,6 @@ class CurriculumSampler:
         self.attempts[k] = self.attempts[k] * self.decay + len(r)
         self.visits[k] += 1
         return self.pass_rate(rid)
-
-    def update_many(self, groups: Mapping[str, Sequence[float]]) -> None:
-        for rid, rewards in groups.items():
-            self.update(rid, rewards)
 
     # ------------------------------------------------------------------ logging
 

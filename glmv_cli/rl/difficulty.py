@@ -39,7 +39,6 @@ Human labels (``--human-labels``, JSONL, one ``{"id": ..., ...}`` per line):
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -130,34 +129,25 @@ def apply_human_label(grade: float, n_rollouts: int, label: Mapping[str, Any] | 
 
 def read_human_labels(path: str | Path) -> dict[str, dict[str, Any]]:
     """Reads ``{"id", "difficulty"?: 1..5, "tier"?: name}`` lines; errors name file:line:field."""
+    from glmv_cli.data.jsonl import iter_objects
+
     p = Path(path)
-    if not p.is_file():
-        raise GlmvError(f"--human-labels '{p}' does not exist")
     out: dict[str, dict[str, Any]] = {}
-    with p.open(encoding="utf-8") as f:
-        for ln, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise GlmvError(f"{where(p, ln)}: invalid JSON ({e.msg})") from None
-            if not isinstance(d, dict):
-                raise GlmvError(f"{where(p, ln)}: expected a JSON object")
-            rid = d.get("id")
-            if not isinstance(rid, str) or not rid:
-                raise GlmvError(f"{where(p, ln, 'id')}: expected a non-empty string")
-            h = d.get("difficulty")
-            if h is not None and (isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 5):
-                raise GlmvError(f"{where(p, ln, 'difficulty')}: expected an integer 1..5, got {h!r}")
-            t = d.get("tier")
-            if t is not None and t not in GRADED_TIERS:
-                raise GlmvError(f"{where(p, ln, 'tier')}: expected one of {', '.join(GRADED_TIERS)}, got {t!r}")
-            if h is None and t is None:
-                raise GlmvError(f"{where(p, ln)}: a label needs 'difficulty' (1..5) or 'tier'")
-            if rid in out:
-                raise GlmvError(f"{where(p, ln, 'id')}: id '{rid}' is labelled twice")
-            out[rid] = {"difficulty": h, "tier": t}
+    for ln, d in iter_objects(p, "--human-labels"):
+        rid = d.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise GlmvError(f"{where(p, ln, 'id')}: expected a non-empty string")
+        h = d.get("difficulty")
+        if h is not None and (isinstance(h, bool) or not isinstance(h, int) or not 1 <= h <= 5):
+            raise GlmvError(f"{where(p, ln, 'difficulty')}: expected an integer 1..5, got {h!r}")
+        t = d.get("tier")
+        if t is not None and t not in GRADED_TIERS:
+            raise GlmvError(f"{where(p, ln, 'tier')}: expected one of {', '.join(GRADED_TIERS)}, got {t!r}")
+        if h is None and t is None:
+            raise GlmvError(f"{where(p, ln)}: a label needs 'difficulty' (1..5) or 'tier'")
+        if rid in out:
+            raise GlmvError(f"{where(p, ln, 'id')}: id '{rid}' is labelled twice")
+        out[rid] = {"difficulty": h, "tier": t}
     return out
 
 
@@ -233,13 +223,14 @@ def load_grades(path: str | Path) -> dict[str, float]:
     f = m.path / "results.jsonl"
     if not f.is_file():
         raise GlmvError(f"--grades '{path}' has no results.jsonl")
+    from glmv_cli.data.jsonl import iter_objects
+
     out: dict[str, float] = {}
-    with f.open(encoding="utf-8") as fh:
-        for ln, line in enumerate(fh, 1):
-            if line.strip():
-                d = json.loads(line)
-                g = d.get("grade")
-                if not isinstance(g, (int, float)) or not 0 <= g <= 1:
-                    raise GlmvError(f"{where(f, ln, 'grade')}: expected a number in [0, 1], got {g!r}")
-                out[str(d["id"])] = float(g)
+    for ln, d in iter_objects(f, "--grades results.jsonl"):
+        g = d.get("grade")
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= 1:  # NaN fails too
+            raise GlmvError(f"{where(f, ln, 'grade')}: expected a number in [0, 1], got {g!r}")
+        if not isinstance(d.get("id"), str):
+            raise GlmvError(f"{where(f, ln, 'id')}: expected a string, got {d.get('id')!r}")
+        out[d["id"]] = float(g)
     return out

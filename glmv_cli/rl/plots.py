@@ -7,7 +7,6 @@ only the JSON lines, so ``plot_run`` also works on a finished or interrupted run
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,12 +23,6 @@ PANELS = (
     ("grad_norm", "grad_norm", "grad norm", False),
     ("tokens_per_s", "tokens_per_s", "tokens/s (rollout + update)", False),
 )
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(ln) for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
 
 
 def _fig():

@@ -4,7 +4,10 @@ RL records are chat records (``glmv_cli.data.schema``) that also carry the refer
 and the ``domain`` whose verifier scores a response. Both are checked up front, before any model
 is built, because a missing reference or a domain without a verifier would otherwise only show
 as a zero reward hours into a run: every record gets a message naming file, line and field, and
-an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``).
+an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``;
+any domain with a top-level ``reward_fn``). Each reference is validated by its domain's verifier
+(``glmv_cli.rewards.check_reference``): one no verifier can read (``"one"`` for counting) is an
+error naming the record, an unambiguous spelling is normalised (``"1.0"`` -> ``"1"``).
 
 ``--data`` is a JSONL file or a ``glmv synth`` artifact (its ``rl.jsonl``); with a synth artifact
 and no ``--eval-data``, its ``eval.jsonl`` is the held-out set.
@@ -20,6 +23,7 @@ data (extra ids are ignored) or a subset (the rest start ``unseen``).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,51 +80,76 @@ def resolve_data(path: str | Path, *, what: str = "--data") -> tuple[Path, Any, 
     return p, None, None
 
 
+def _answer(raw: dict[str, Any], p: Path, ln: int) -> str:
+    from glmv_cli.data.schema import RecordError
+
+    ans = raw.get("answer")
+    if isinstance(ans, (int, float)) and not isinstance(ans, bool) and math.isfinite(ans):
+        return str(ans)  # a numeric reference ("answer": 3) reads as its decimal text
+    if ans is None:
+        raise RecordError(p, ln, "answer", "missing reference answer (RL rewards verify each response against "
+                          "the record's 'answer', a non-empty string)", "bad_field")
+    if not isinstance(ans, str) or not ans.strip():
+        got = "an empty string" if isinstance(ans, str) else f"{type(ans).__name__} {ans!r}"
+        raise RecordError(p, ln, "answer", f"expected a non-empty string (or a number), got {got}", "bad_field")
+    return ans
+
+
+def _check_rl_record(line: str, p: Path, ln: int, reward_config: Any, seen: set[str]) -> RLRecord:
+    """One JSONL line as a validated RL record, or a RecordError naming file, line and field; the
+    reference is checked (and normalised, e.g. counting "1.0" -> "1") by the domain's verifier."""
+    from glmv_cli.data.schema import RecordError, parse_record
+    from glmv_cli.rewards.validation import check_reference
+
+    known = reward_config.known_domains()
+    rec = parse_record(line, path=str(p), line=ln, mode="pretrain")
+    raw = json.loads(line)
+    if rec.kind != "chat":
+        raise RecordError(p, ln, "messages", "missing (an RL record needs 'messages')", "bad_field")
+    if not any(m["role"] == "user" for m in rec.messages):
+        raise RecordError(p, ln, "messages", "no user turn to prompt with", "bad_field")
+    ans = _answer(raw, p, ln)
+    dom = raw.get("domain")
+    if not isinstance(dom, str) or not dom:
+        raise RecordError(p, ln, "domain", "missing (a non-empty string naming the verifier's domain; known: "
+                          f"{', '.join(known)})", "bad_field")
+    if not reward_config.accepts(dom):
+        raise RecordError(p, ln, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}", "bad_field")
+    extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
+    try:
+        ans = check_reference(ans, dom, reward_config, extra)
+    except GlmvError as e:
+        raise RecordError(p, ln, "answer", str(e), "bad_field") from None
+    if rec.id in seen:
+        raise RecordError(p, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
+    return RLRecord(rec.id, dom, ans, rec, extra, raw.get("difficulty"))
+
+
 def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail",
                     what: str = "--data", limit: int | None = None) -> tuple[list[RLRecord], dict[str, int]]:
     """Reads and validates RL records (used by rlcs and grade-difficulty); ``on_bad='skip'`` counts
     bad ones by reason instead; ``limit`` keeps the first N usable records."""
-    from glmv_cli.data.schema import RecordError, parse_record
+    from glmv_cli.data.encode import image_grids
+    from glmv_cli.data.jsonl import iter_lines
+    from glmv_cli.data.schema import RecordError
 
     p = Path(path)
     out: list[RLRecord] = []
     bad: dict[str, int] = {}
     seen: set[str] = set()
-    known = reward_config.known_domains()
-    with open(p, encoding="utf-8") as f:
-        for ln, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = parse_record(line, path=str(p), line=ln, mode="pretrain")
-                raw = json.loads(line)
-                if rec.kind != "chat":
-                    raise RecordError(p, ln, "messages", "missing (an RL record needs 'messages')", "bad_field")
-                if not any(m["role"] == "user" for m in rec.messages):
-                    raise RecordError(p, ln, "messages", "no user turn to prompt with", "bad_field")
-                ans = raw.get("answer")
-                if not isinstance(ans, str) or not ans.strip():
-                    raise RecordError(p, ln, "answer", "missing reference answer (RL rewards verify each "
-                                      "response against the record's 'answer', a non-empty string)", "bad_field")
-                dom = raw.get("domain")
-                if not isinstance(dom, str) or not dom:
-                    raise RecordError(p, ln, "domain", "missing (a non-empty string naming the verifier's "
-                                      f"domain; known: {', '.join(known)})", "bad_field")
-                if dom not in known:
-                    raise RecordError(p, ln, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}",
-                                      "bad_field")
-                if rec.id in seen:
-                    raise RecordError(p, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
-            except RecordError as e:
-                if on_bad == "fail":
-                    raise
-                bad[e.reason] = bad.get(e.reason, 0) + 1
-                continue
-            seen.add(rec.id)
-            extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
-            out.append(RLRecord(rec.id, dom, ans, rec, extra, raw.get("difficulty")))
-            if limit is not None and len(out) >= limit:
-                break
+    for ln, line in iter_lines(p, what):
+        try:
+            r = _check_rl_record(line, p, ln, reward_config, seen)
+            image_grids(r.record)  # unreadable image, aspect ratio: now, not at step 1 of the run
+        except RecordError as e:
+            if on_bad == "fail":
+                raise
+            bad[e.reason] = bad.get(e.reason, 0) + 1
+            continue
+        seen.add(r.id)
+        out.append(r)
+        if limit is not None and len(out) >= limit:
+            break
     if not out:
         raise GlmvError(f"{what} '{p}' has no usable RL records")
     return out, bad

@@ -20,8 +20,9 @@ One step k:
 The rollout engine is used through one call, ``generate(prompts, params, n, seed) -> rollouts``
 (one list of ``n`` ``generation.Rollout`` per prompt), and its ``exact_logprobs`` flag; the HF
 engine runs in this process on the policy's own weights (lock-stepped over ranks under ZeRO-3).
-Scoring is one call per rollout round too (``rl.scoring.Scorer.score``, pooled with
-``--reward-workers``).
+Scoring is one call per rollout round too: every response of the round goes to
+``rewards.RewardPool.score_many`` (``--reward-workers`` verifier processes, ``--judge-threads``
+LLM-judge threads; results identical to serial scoring, in input order).
 
 Time per step (``metrics.jsonl`` and the step line): ``rollout_s`` (generation only),
 ``reward_s`` (scoring), ``gather_s`` (exchanging groups between ranks), ``old_logp_s`` (the
@@ -51,7 +52,6 @@ from glmv_cli.rl.expansion import ExpansionController, select_groups
 from glmv_cli.rl.groups import ScoredGroup, mean_se
 from glmv_cli.rl.records import RLRecord
 from glmv_cli.rl.rows import PackSpec, Row, build_rows, check_response_tokens
-from glmv_cli.rl.scoring import Scorer, group_outcome
 from glmv_cli.rl.update import PolicyUpdate, UpdateSetup
 
 PASS_THRESHOLD = 0.5
@@ -71,7 +71,8 @@ class TrainerOptions:
     eval_temperature: float = 0.0    # 0 = greedy
     eval_samples: int = 1            # responses per eval prompt
     style: str = "glm41v"
-    reward_workers: int = 0          # 0: score in this process; N: N verifier processes / judge threads
+    reward_workers: int = 1          # verifier processes (1: in this process)
+    judge_threads: int = 16          # threads for LLM-judge calls
 
 
 class RLCSTrainer:
@@ -84,7 +85,9 @@ class RLCSTrainer:
             raise GlmvError(f"--on-judge-error must be one of {', '.join(JUDGE_ERRORS)}, got '{opts.on_judge_error}'")
         self.engine, self.processor, self.cfg, self.opts = engine, processor, cfg, opts
         self.reward_config = reward_config
-        self.scorer = Scorer(reward_config, opts.reward_workers)
+        from glmv_cli.rewards import RewardPool
+
+        self.rewards = RewardPool(reward_config, opts.reward_workers, opts.judge_threads)
         self.records = list(records)
         self.by_id = {r.id: r for r in self.records}
         self.tok = getattr(processor, "tokenizer", processor)
@@ -165,7 +168,7 @@ class RLCSTrainer:
         for rec, rolls in zip(recs, outs):
             ptext = prompt_text(rec.record.messages) if rec.record is not None else ""
             items.extend((ptext, r.text, rec.answer, rec.domain, rec.extra) for r in rolls)
-        results = self.scorer.score(items)
+        results = self.rewards.score_many(items)
         out, k = [], 0
         for rolls in outs:
             out.append(group_outcome(results[k:k + len(rolls)]))
@@ -324,7 +327,7 @@ class RLCSTrainer:
                 "expansion": self.controller.state_dict(), "judge_dropped_total": self.judge_dropped_total}
 
     def close(self) -> None:
-        self.scorer.close()
+        self.rewards.close()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
@@ -333,6 +336,15 @@ class RLCSTrainer:
         self.sampler.load_state_dict(state["sampler"])
         self.controller.load_state_dict(state["expansion"])
         self.judge_dropped_total = int(state.get("judge_dropped_total", 0))
+
+
+def group_outcome(results: Sequence[Any]) -> tuple[list[float], bool, int]:
+    """(rewards, judge_failed, gate failures) of one group's ``RewardResult``s.
+
+    A judge failure (``JudgeError``: no endpoint produced a verdict) on any response marks the
+    whole group: its zeros are not the policy's fault, so training on them would teach noise."""
+    failed = any(r.error is not None and r.error.startswith("JudgeError") for r in results)
+    return [float(r.reward) for r in results], failed, sum(1 for r in results if r.gate is not None)
 
 
 def _rates(groups: Sequence[ScoredGroup]) -> dict[str, float]:

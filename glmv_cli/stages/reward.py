@@ -3,8 +3,13 @@
 Practitioners run it to audit a verifier before RL: feed it rollouts (or hand-written adversarial
 answers) and look at the per-domain mean reward, gate failures and verifier errors. Each input line
 is ``{"response", "reference" (or "answer"), "domain", "prompt"?, "extra"?, "id"?}``. Bad lines get
-an error naming ``file:line: field``; ``--on-bad fail`` (default) stops before writing anything,
-``--on-bad skip`` scores the rest and counts the skipped lines in the manifest.
+an error naming ``file:line: field``, including a reference the domain's verifier cannot read
+(``glmv_cli.rewards.check_reference``: ``"one"`` for counting); ``--on-bad fail`` (default) stops
+before writing anything, ``--on-bad skip`` scores the rest and counts the skipped lines in the
+manifest. ``--workers N`` scores in N processes (judge calls in ``--judge-threads`` threads) with
+results identical to one process; ``--reward-fn package.module:function`` scores every line with
+the user's own function (it runs your code). When prompts ask for ``\\boxed{}`` answers that the
+config's answer format scores 0, the run says so (and records it in the manifest).
 
 Output artifact: ``scores.jsonl`` (one line per scored input: line, id, domain, reward, answer, gate,
 error) and ``manifest.json`` whose metrics hold, per domain and overall: n, mean reward, pass rate
@@ -13,10 +18,9 @@ error) and ``manifest.json`` whose metrics hold, per domain and overall: n, mean
 
 from __future__ import annotations
 
-import json
 import time
+import json
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -34,7 +38,10 @@ class RewardOptions:
     style: str = opt("auto", "Answer format: auto (the config's, default glm41v), glm41v (<answer> tags) or "
                              "glm45v.", choices=STYLE_CHOICES)
     on_bad: str = opt("fail", "fail: stop at the first bad line; skip: count and go on.", choices=("fail", "skip"))
-    workers: int = opt(1, "Threads (helps LLM-judge domains).", min=1)
+    workers: int = opt(1, "Verifier processes (results identical to 1).", min=1)
+    judge_threads: int = opt(16, "Threads for LLM-judge calls.", min=1)
+    reward_fn: Optional[str] = opt(None, "package.module:function scoring every line instead of the built-in "
+                                         "verifiers (runs your own code; same signature as glmv_cli.rewards.score).")
     overwrite: bool = opt(False, "Replace an existing --out.")
 
     def check(self) -> None:
@@ -47,51 +54,56 @@ class RewardOptions:
         return options.validate(self)
 
 
-def read_lines(path: Path, known_domains: list[str], on_bad: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Parses and checks every line; returns (records, problems). Raises on the first problem
-    when ``on_bad == 'fail'``."""
+def _check_line(path: Path, lineno: int, rec: dict[str, Any], cfg: Any) -> str | None:
+    """The problem with one parsed line, or None (the reference is normalised in place)."""
+    from glmv_cli.rewards import check_reference
+
+    if "reference" not in rec and "answer" in rec:
+        rec["reference"] = rec["answer"]
+    for key in ("response", "reference", "domain"):
+        if key not in rec:
+            return f"{where(path, lineno, key)} is missing"
+        if not isinstance(rec[key], str):
+            return f"{where(path, lineno, key)} must be a string, got {type(rec[key]).__name__}"
+    if rec.get("prompt") is not None and not isinstance(rec["prompt"], str):
+        return f"{where(path, lineno, 'prompt')} must be a string, got {type(rec['prompt']).__name__}"
+    if rec.get("extra") is not None and not isinstance(rec["extra"], dict):
+        return f"{where(path, lineno, 'extra')} must be an object, got {type(rec['extra']).__name__}"
+    if not cfg.accepts(rec["domain"]):
+        return (f"{where(path, lineno, 'domain')}: unknown domain '{rec['domain']}'; "
+                f"known: {', '.join(cfg.known_domains())}")
+    try:
+        rec["reference"] = check_reference(rec["reference"], rec["domain"], cfg, rec.get("extra"))
+    except GlmvError as e:
+        return f"{where(path, lineno, 'reference')}: {e}"
+    return None
+
+
+def read_lines(path: Path, cfg: Any, on_bad: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Parses and checks every line against the reward config ``cfg``; returns (records,
+    problems). Raises on the first problem when ``on_bad == 'fail'``."""
+    from glmv_cli.data.jsonl import iter_lines, parse_object
+
     records, problems = [], []
-    known = set(known_domains)
-    with open(path, encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            err = None
-            try:
-                rec = json.loads(raw)
-            except json.JSONDecodeError as e:
-                rec, err = None, f"{where(path, lineno)}: invalid JSON ({e.msg} at column {e.colno})"
-            if err is None and not isinstance(rec, dict):
-                err = f"{where(path, lineno)}: expected a JSON object, got {type(rec).__name__}"
-            if err is None:
-                if "reference" not in rec and "answer" in rec:
-                    rec["reference"] = rec["answer"]
-                for key in ("response", "reference", "domain"):
-                    if key not in rec:
-                        err = f"{where(path, lineno, key)} is missing"
-                        break
-                    if not isinstance(rec[key], str):
-                        err = f"{where(path, lineno, key)} must be a string, got {type(rec[key]).__name__}"
-                        break
-            if err is None and rec.get("prompt") is not None and not isinstance(rec["prompt"], str):
-                err = f"{where(path, lineno, 'prompt')} must be a string, got {type(rec['prompt']).__name__}"
-            if err is None and rec.get("extra") is not None and not isinstance(rec["extra"], dict):
-                err = f"{where(path, lineno, 'extra')} must be an object, got {type(rec['extra']).__name__}"
-            if err is None and rec["domain"] not in known:
-                err = (f"{where(path, lineno, 'domain')}: unknown domain '{rec['domain']}'; "
-                       f"known: {', '.join(sorted(known))}")
-            if err is not None:
-                if on_bad == "fail":
-                    raise GlmvError(err)
-                problems.append(err)
-                continue
-            rec["_line"] = lineno
-            records.append(rec)
+    for lineno, raw in iter_lines(path, "--input"):
+        try:
+            rec = parse_object(raw, path, lineno)
+            err = _check_line(path, lineno, rec, cfg)
+        except GlmvError as e:
+            err = str(e)
+        if err is not None:
+            if on_bad == "fail":
+                raise GlmvError(err)
+            problems.append(err)
+            continue
+        rec["_line"] = lineno
+        records.append(rec)
     return records, problems
 
 
 def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
-    """Per-domain metrics: n, mean_reward, pass_rate, gate_failures (+ reasons), verifier_errors."""
+    """Per-domain metrics: n, mean_reward, pass_rate, gate_failures (+ reasons), verifier_errors,
+    timeouts, and unverifiable (STEM answers no verifier reads and no judge is configured for)."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         groups[r["domain"]].append(r)
@@ -105,8 +117,9 @@ def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
             "pass_rate": round(sum(r["reward"] >= 1.0 for r in rs) / n, 6) if n else 0.0,
             "gate_failures": sum(gates.values()),
             "gate_reasons": dict(sorted(gates.items())),
-            "verifier_errors": sum(1 for r in rs if r["error"]),
-            "timeouts": sum(1 for r in rs if r["error"] == "timeout"),
+            "verifier_errors": sum(1 for r in rs if r["error"] and not r["error"].startswith("unverifiable")),
+            "timeouts": sum(1 for r in rs if r["error"] and r["error"].startswith("timeout")),
+            "unverifiable": sum(1 for r in rs if r["error"] and r["error"].startswith("unverifiable")),
         }
     out["all"]["verifications_per_s"] = round(len(rows) / seconds, 1) if seconds > 0 else None
     return out
@@ -114,20 +127,15 @@ def summarize(rows: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
 
 def reward(opts: RewardOptions, console: Any = None) -> Manifest:
     """Scores ``opts.input`` and writes the artifact at ``opts.out``."""
-    from glmv_cli.rewards import load_config, score_detailed
+    from glmv_cli.rewards import check_answer_format, load_config, score_many
 
     opts.validate()
-    cfg = load_config(opts.config)
+    cfg = load_config(opts.config, reward_fn=opts.reward_fn)
     if opts.style != "auto":
         cfg = cfg.with_style(opts.style)
-    records, problems = read_lines(opts.input, cfg.known_domains(), opts.on_bad)
-
-    def one(rec: dict[str, Any]) -> dict[str, Any]:
-        res = score_detailed(rec.get("prompt"), rec["response"], rec["reference"], rec["domain"],
-                             rec.get("extra"), config=cfg)
-        row = {"line": rec["_line"], "id": rec.get("id"), **res.to_dict()}
-        row["domain"] = rec["domain"]  # group by the user's label (stem stays stem)
-        return row
+    records, problems = read_lines(opts.input, cfg, opts.on_bad)
+    warning = check_answer_format(((str(r.get("id", r["_line"])), r["domain"], r.get("prompt") or "")
+                                   for r in records), cfg)
 
     from glmv_cli import options as O
 
@@ -135,11 +143,13 @@ def reward(opts: RewardOptions, console: Any = None) -> Manifest:
     art = ArtifactWriter(opts.out, "reward", options=resolved, overwrite=opts.overwrite).open()  # --out checked first
     try:
         t0 = time.perf_counter()
-        if opts.workers > 1:
-            with ThreadPoolExecutor(opts.workers) as pool:
-                rows = list(pool.map(one, records))
-        else:
-            rows = [one(r) for r in records]
+        items = [(r.get("prompt"), r["response"], r["reference"], r["domain"], r.get("extra")) for r in records]
+        results = score_many(items, cfg, workers=opts.workers, judge_threads=opts.judge_threads)
+        rows = []
+        for rec, res in zip(records, results):
+            row = {"line": rec["_line"], "id": rec.get("id"), **res.to_dict()}
+            row["domain"] = rec["domain"]  # group by the user's label (an alias stays itself)
+            rows.append(row)
         metrics = summarize(rows, time.perf_counter() - t0)
         with open(art.path / "scores.jsonl", "w", encoding="utf-8") as f:
             for r in rows:
@@ -148,12 +158,22 @@ def reward(opts: RewardOptions, console: Any = None) -> Manifest:
         art.extra["reward_config"] = cfg.as_dict()
         if problems:
             art.extra["skipped"] = problems[:100]
+        if warning:
+            art.extra["warnings"] = [warning]
         m = art.commit()
     except BaseException:
         art.abort()
         raise
     print_table(metrics, console)
+    if warning:
+        (console or _console()).print(f"warning: {warning}", markup=False)
     return m
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
 
 
 def print_table(metrics: dict[str, Any], console: Any = None) -> None:
@@ -164,12 +184,13 @@ def print_table(metrics: dict[str, Any], console: Any = None) -> None:
     console = console or Console(highlight=False)
     t = Table(title="rewards per domain", box=box.SIMPLE_HEAD, pad_edge=False,
               caption="reward = mean reward; pass = share with reward 1; gate fail = format or language "
-                      "gate failures; errors = verifier errors (timeouts included)")
-    for col in ("domain", "n", "reward", "pass", "gate fail", "errors", "timeouts"):
+                      "gate failures; errors = verifier errors (timeouts included); unverif. = STEM answers "
+                      "no verifier reads (configure a judge)")
+    for col in ("domain", "n", "reward", "pass", "gate fail", "errors", "timeouts", "unverif."):
         t.add_column(col, justify="left" if col == "domain" else "right", no_wrap=True)
     for name, m in metrics.items():
         t.add_row(name, str(m["n"]), f"{m['mean_reward']:.3f}", f"{m['pass_rate']:.3f}", str(m["gate_failures"]),
-                  str(m["verifier_errors"]), str(m["timeouts"]))
+                  str(m["verifier_errors"]), str(m["timeouts"]), str(m["unverifiable"]))
     console.print(t)
 
 

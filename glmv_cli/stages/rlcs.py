@@ -77,9 +77,10 @@ class RlcsOptions:
     rollout_batch: int = opt(64, "Rows (prompts x group size) decoded together.", min=1)
     micro_batch: int = opt(16, "Policy update: each forward/backward packs rows of up to this many times the "
                                 "step's longest row in tokens (the slots of that many padded rows).", min=1)
-    reward_workers: int = opt(0, "Score each rollout round's responses in parallel: N verifier processes and N "
-                                 "LLM-judge threads (0 = one after the other, in this process). Results are "
-                                 "identical either way.", min=0)
+    reward_workers: int = opt(1, "Verifier processes scoring each rollout round's responses (1: in this "
+                                 "process); results are identical for any value.", min=1)
+    judge_threads: int = opt(16, "Threads for LLM-judge calls (a rank's responses wait on the judge together).",
+                             min=1)
     overwrite: bool = opt(False, "Replace --out if it exists.")
     optim: OptimConfig = field(default_factory=_rl_optim)
     engine: EngineConfig = field(default_factory=EngineConfig)
@@ -121,7 +122,7 @@ def _fingerprint(opts: RlcsOptions, data_sha: str, model_id: str, grades_sha: st
     o = O.flat_dict(opts)
     for k in ("steps", "out", "overwrite", "eval_every", "eval_limit", "eval_samples", "eval_temperature",
               "eval_data", "model", "data", "grades", "activation_checkpointing", "vision_chunk_images",
-              "reward_workers",
+              "reward_workers", "judge_threads",
               *(leaf.name for leaf in O.leaves(CheckpointConfig)), *(leaf.name for leaf in O.leaves(LogConfig))):
         o.pop(k)
     return {"stage": STAGE, "model": model_id, "data_sha256": data_sha, "grades_sha256": grades_sha, "options": o}
@@ -185,7 +186,8 @@ def _build_trainer(opts: RlcsOptions, tcfg: Any, inp: _Inputs, model: Any, proce
     engine = Engine(model, tcfg, total_steps=opts.steps * lc.ppo_epochs * lc.mini_batches)
     t_opts = TrainerOptions(seed=opts.seed, rollout_batch=opts.rollout_batch, micro_batch=opts.micro_batch,
                             on_judge_error=opts.on_judge_error, eval_temperature=opts.eval_temperature,
-                            eval_samples=opts.eval_samples, style=style, reward_workers=opts.reward_workers)
+                            eval_samples=opts.eval_samples, style=style, reward_workers=opts.reward_workers,
+                            judge_threads=opts.judge_threads)
     trainer = RLCSTrainer(engine, processor, inp.data.records, opts.rl, inp.reward_cfg, t_opts,
                           offline_grades=inp.grades, ref_model=ref_model,
                           log=lambda s: print(s, flush=True) if engine.rank == 0 else None)
@@ -280,7 +282,6 @@ def _loop(opts: RlcsOptions, run: Any, engine: Any, trainer: Any, eval_recs: lis
             run_eval()
         while trainer.step < opts.steps:
             m = trainer.train_step()
-            m.update(engine.memory_stats())
             metrics.log(m)
             if trainer.step % opts.log.log_every == 0 or trainer.step == opts.steps:
                 say(step_line(m, opts.steps))

@@ -44,8 +44,8 @@ def _values(rng: random.Random, n: int, lo: int, hi: int, step: int, unique_max:
             return vals
 
 
-def make_scene(rng: random.Random, level: int, size: tuple[int, int]) -> dict[str, Any]:
-    w, h = size
+def _chart_data(rng: random.Random, level: int) -> tuple[str, list[str], list[int], dict[str, Any]]:
+    """(kind, labels, values, query) of a level: what the chart shows and what is asked."""
     if level <= 3:
         kind = "bar"
         n = rng.randint(level + 1, level + 2)
@@ -82,6 +82,13 @@ def make_scene(rng: random.Random, level: int, size: tuple[int, int]) -> dict[st
         if vals[a] < vals[b]:
             a, b = b, a
         query = {"type": "diff", "a": labels[a], "b": labels[b]}
+    return kind, labels, vals, query
+
+
+def make_scene(rng: random.Random, level: int, size: tuple[int, int]) -> dict[str, Any]:
+    w, h = size
+    kind, labels, vals, query = _chart_data(rng, level)
+    n = len(labels)
     printed = level <= 4
     grid = level == 5
     y_max = 50 if grid else max(vals)

@@ -195,11 +195,6 @@ def extract_boxed(text: str) -> str | None:
     return text[start:end] if end >= start else None
 
 
-def ordinal(n: int) -> str:
-    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-    return f"{n}{suffix}"
-
-
 def a(word: str) -> str:
     """``word`` with its indefinite article ("an orange circle", "a red square")."""
     return ("an " if word[:1].lower() in "aeiou" else "a ") + word

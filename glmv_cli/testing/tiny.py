@@ -104,7 +104,7 @@ def multimodal_pack(cfg: Any, samples: list[tuple[list[tuple[int, int, int]], in
     """One packed row of real-sized images for ``cfg`` (a Glm4vConfig): per sample ``(grids, n_text)``,
     each image ``<|begin_of_image|> <|image|>*(t*h*w/merge²) <|end_of_image|>`` followed by
     ``n_text`` random text tokens; 4-row positions per sample as ``glmv pack`` writes them, labels on
-    every non-image token, random pixels."""
+    every non-image token, random pixels (empty pixel tensors when no sample has an image)."""
     import numpy as np
 
     from glmv_cli.data.positions import sample_positions
@@ -133,4 +133,5 @@ def multimodal_pack(cfg: Any, samples: list[tuple[list[tuple[int, int, int]], in
     labels[t == cfg.image_token_id] = -100
     return {"input_ids": t, "labels": labels, "mm_token_type_ids": torch.tensor([types]),
             "position_ids": torch.from_numpy(np.concatenate(pos, 1)).view(4, 1, -1),
-            "pixel_values": torch.cat(pix), "image_grid_thw": torch.tensor(thw)}
+            "pixel_values": torch.cat(pix) if pix else torch.zeros(0, patch_dim),
+            "image_grid_thw": torch.tensor(thw, dtype=torch.long).reshape(-1, 3)}

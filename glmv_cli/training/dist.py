@@ -3,7 +3,8 @@
 Launchers export RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; a plain ``glmv sft``
 has none, so we fill in a single-process group on a free local port. CPU runs use gloo (DESIGN
 §10); DeepSpeed's shared-memory comm op is disabled before ``initialize`` because its first use
-JIT-compiles for ~37 s and gloo does not need it.
+JIT-compiles for ~37 s and gloo does not need it. Without DeepSpeed (``training.backend``) the
+group is made by ``torch.distributed.init_process_group`` from the same environment variables.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ def env_rank() -> int:
 
 
 def init() -> None:
-    """Initialises torch.distributed through DeepSpeed (idempotent)."""
+    """Initialises torch.distributed through DeepSpeed, or plain torch without it (idempotent)."""
     import torch
+
+    from glmv_cli.training.backend import uses_deepspeed
 
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
@@ -51,14 +54,17 @@ def init() -> None:
             if k not in os.environ:
                 os.environ[k] = v
                 added.append(k)
-    import deepspeed
-
-    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     try:
-        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        if uses_deepspeed():
+            import deepspeed
+
+            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+            deepspeed.init_distributed(dist_backend=backend, verbose=False)
+        else:
+            dist.init_process_group(backend=backend, init_method="env://")
     finally:
         for k in added:  # DeepSpeed's engine still reads LOCAL_RANK later
             if k not in ("LOCAL_RANK", "LOCAL_WORLD_SIZE"):
@@ -178,7 +184,7 @@ def all_gather_json(obj: Any) -> list[Any]:
     """Every rank's ``obj`` (JSON-serialisable, small: metadata, eval scores), in rank order.
 
     JSON bytes in a uint8 tensor rather than ``all_gather_object``: that one pickles, and nothing
-    in glmv unpickles. Bulk numbers (token ids, log-probs) go through ``all_gather_tensors``."""
+    in glmv unpickles (docs/design.md §3). Bulk numbers (token ids, log-probs) go through ``all_gather_tensors``."""
     return [m for _, m in all_gather_tensors({}, obj)]
 
 

@@ -9,10 +9,15 @@ units (label tokens by default), the counts are summed over all ranks first, and
 is scaled by ``world / N_global`` so accumulation and data parallelism reproduce the
 single-big-batch gradient. The learning rate is set from the pure schedule ``lr_at(step)`` before
 every step, so resume needs no scheduler state.
+Without DeepSpeed (or with ``GLMV_TRAIN_BACKEND=torch``) ZeRO-0 in one process runs on
+``training.backend.TorchZero0``: the same AdamW, clipping, bf16 master weights and checkpoint
+layout in plain torch; ZeRO 1-3 then stop with a message. On CUDA each step's metrics carry
+``max_memory_allocated_gb``, the step's peak of ``torch.cuda.max_memory_allocated``, and the
+step's time includes its queued kernels (one synchronize per step).
 pretrain / extend-context / sft use it through ``loop.fit``; the RL policy update calls
 ``train_step`` directly with its own loss.
 
-Checkpoints never pickle (DESIGN §3) and do not use DeepSpeed's torch.save-based format:
+Checkpoints never pickle (docs/design.md §3) and do not use DeepSpeed's torch.save-based format:
 ``model.safetensors`` holds the full (gathered) module weights, written by rank 0;
 ``optim-rank-R.safetensors`` holds rank R's fp32 master partitions and AdamW moments exactly as the
 ZeRO optimizer lays them out, so a resume needs the same world size and ZeRO stage (checked, with a
@@ -37,6 +42,7 @@ import torch
 
 from glmv_cli.errors import GlmvError
 from glmv_cli.lifecycle import STATE
+from glmv_cli.training import backend as train_backend
 from glmv_cli.training import dist, memory
 from glmv_cli.training.config import TrainConfig, lr_at
 from glmv_cli.training.loss import count_label_tokens, is_packed_lm_batch, lm_loss_sum, with_vision_probe
@@ -61,20 +67,21 @@ def _is_no_decay(name: str, p: torch.Tensor) -> bool:
 class Engine:
     def __init__(self, model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
         dist.init()
-        import logging
-        import warnings
-
-        import deepspeed
-
-        # DeepSpeed's ZeRO calls torch's deprecated collective names every step; its INFO logs
-        # repeat the config. Neither is actionable for a user.
-        warnings.filterwarnings("ignore", message=r"`torch.distributed.\w+` is deprecated")
-        deepspeed.utils.logger.setLevel(logging.WARNING)
-
         self.cfg = cfg
         self.world = dist.world()
         self.rank = dist.rank()
         cfg.validate(self.world)
+        self.backend = train_backend.resolve(cfg.engine.zero_stage, self.world)
+        if self.backend == "deepspeed":
+            import logging
+            import warnings
+
+            import deepspeed
+
+            # DeepSpeed's ZeRO calls torch's deprecated collective names every step; its INFO logs
+            # repeat the config. Neither is actionable for a user.
+            warnings.filterwarnings("ignore", message=r"`torch.distributed.\w+` is deprecated")
+            deepspeed.utils.logger.setLevel(logging.WARNING)
         self.total_steps = total_steps
         self.step = 0
         use_cuda = torch.cuda.is_available()
@@ -112,7 +119,11 @@ class Engine:
         }
         if self.bf16:
             ds_cfg["bf16"] = {"enabled": True}
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_cfg)
+        if self.backend == "deepspeed":
+            self.engine, self.optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=ds_cfg)
+        else:
+            self.engine = train_backend.TorchZero0(model, optimizer, bf16=self.bf16, clip=o.clip)
+            self.optimizer = self.engine.optimizer
         self.module = self.engine.module
         self.device = self.engine.device
         vcfg = getattr(self.module.config, "vision_config", None)
@@ -172,6 +183,7 @@ class Engine:
         if not micro_batches:
             raise ValueError("train_step needs at least one micro batch")
         t0 = time.perf_counter()
+        train_backend.step_begin(self.device)
         self.engine.train()
         counts = [float(count_fn(mb)) for mb in micro_batches]
         tokens = float(sum(int(mb["input_ids"].numel()) for mb in micro_batches))
@@ -189,25 +201,21 @@ class Engine:
             loss_sum = loss_fn(self.engine, self._to_device(mb))
             loss_local += float(loss_sum.detach().float())
             self.engine.backward(loss_sum * scale, scale_wrt_gas=False)
-            if last and self.cfg.engine.zero_stage == 0:
+            if last and self.cfg.engine.zero_stage == 0 and self.backend == "deepspeed":
                 grad_norm = self._grad_norm_stage0()
             self.engine.step()
-        if self.cfg.engine.zero_stage != 0:
+        if self.cfg.engine.zero_stage != 0 or self.backend == "torch":
             gn = self.engine.get_global_grad_norm()
             grad_norm = float(gn) if gn is not None else float("nan")
         (loss_global,) = dist.all_sum([loss_local])
         self.step += 1
-        return {"step": self.step, "loss": loss_global / max(n_global, 1.0), "lr": lr,
-                "grad_norm": grad_norm, "tokens": tokens_global, "label_tokens": n_global,
-                "time_s": time.perf_counter() - t0}
-
-    def memory_stats(self) -> dict[str, float]:
-        """Peak device memory since the last call (CUDA only; {} on CPU), for metrics.jsonl."""
-        if not (torch.cuda.is_available() and str(self.device).startswith("cuda")):
-            return {}
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**30
-        torch.cuda.reset_peak_memory_stats(self.device)
-        return {"max_memory_allocated_gb": round(peak, 3)}
+        peak = train_backend.step_end(self.device)
+        out = {"step": self.step, "loss": loss_global / max(n_global, 1.0), "lr": lr,
+               "grad_norm": grad_norm, "tokens": tokens_global, "label_tokens": n_global,
+               "time_s": time.perf_counter() - t0}
+        if peak is not None:
+            out["max_memory_allocated_gb"] = peak
+        return out
 
     # ------------------------------------------------------------------ weights
     def _gathered(self, params: list[torch.nn.Parameter], modifier_rank: int | None = None):

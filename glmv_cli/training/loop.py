@@ -11,6 +11,9 @@ humans) in each checkpoint's extra state and checked on resume.
 Checkpoints go to ``<run_dir>/checkpoints/step-NNNNNNNN`` every ``checkpoint_every`` steps and at
 the end; only the newest ``keep_checkpoints`` are kept. ``metrics.jsonl`` gets one JSON line per
 step (rank 0); on resume, lines past the resumed step are dropped so the file reads as one run.
+The next step's micro batches are read and joined in a background thread while the current step
+runs, into pinned memory on CUDA (``training.prefetch``); on CUDA each metrics line also has
+``max_memory_allocated_gb``.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from glmv_cli.training import dist
 from glmv_cli.training.engine import Engine
 from glmv_cli.training.tracking import MetricsLog
 from glmv_cli.training.loss import chunked_lm_loss_sum, concat_packs, lm_loss_sum, sample_lengths, step_flops
+from glmv_cli.training.prefetch import StepPrefetcher, wants_pinned
 
 def batch_indices(step: int, n_packs: int, global_batch: int, seed: int) -> list[int]:
     """The pack indices of optimizer step ``step`` (0-based), in order."""
@@ -115,12 +119,18 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
     per_epoch = n // G
     # the chunked head runs inside lm_head's own module call, so ZeRO-3 gathers its weight there too
     loss_fn = chunked_lm_loss_sum if cfg.engine.chunked_loss else lm_loss_sum
+
+    def step_batches(step: int) -> list[dict[str, Any]]:
+        idx = batch_indices(step, n, G, cfg.seed)
+        mine = rank_micro_batches(idx, micro, engine.world, engine.rank)
+        return [concat_packs([packs[i] for i in grp]) for grp in mine]
+
+    loader = StepPrefetcher(step_batches, range(engine.step, engine.total_steps),
+                            pin_memory=wants_pinned(engine.device)).start()
     try:
         while engine.step < engine.total_steps:
             step = engine.step
-            idx = batch_indices(step, n, G, cfg.seed)
-            mine = rank_micro_batches(idx, micro, engine.world, engine.rank)
-            mbs = [concat_packs([packs[i] for i in grp]) for grp in mine]
+            mbs = loader.get(step)
             m = engine.train_step(mbs, loss_fn=loss_fn)
             lens = [sample_lengths(mb["position_ids"]) for mb in mbs if "position_ids" in mb]
             patches = sum(int(mb["pixel_values"].shape[0]) for mb in mbs
@@ -131,7 +141,6 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
             m["epoch"] = step // per_epoch
             losses.append(m["loss"])
             tok_total += m["tokens"]
-            m.update(engine.memory_stats())
             metrics.log(m)
             if engine.rank == 0:
                 if log and (engine.step % cfg.log.log_every == 0 or engine.step == engine.total_steps):
@@ -140,6 +149,7 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
             if done or (cfg.ckpt.checkpoint_every and engine.step % cfg.ckpt.checkpoint_every == 0):
                 save(engine, run_dir, n, extra_state)
     finally:
+        loader.close()
         progress.close()
         if own_log:
             metrics.close()

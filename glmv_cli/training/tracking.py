@@ -4,7 +4,8 @@ Every row a stage logs is appended to ``metrics.jsonl`` as one JSON line; with
 ``--report-to tensorboard`` the same numeric scalars go to TensorBoard event files under
 ``<run dir>/tensorboard`` through the real writer (``torch.utils.tensorboard.SummaryWriter``);
 with ``--report-to wandb`` they go to a Weights & Biases run, offline by default (``WANDB_MODE``
-wins), written under ``<run dir>/wandb`` so no account is needed. Nested dicts are flattened with
+wins), written under ``<run dir>/wandb`` so no account is needed (that folder is wandb's working
+state and is not listed in the artifact's manifest; ``wandb sync`` uploads it later). Nested dicts are flattened with
 ``/`` (``per_domain/ocr/reward``). On resume the TensorBoard writer purges the steps after the
 restored one, as metrics.jsonl is truncated, so both read as one run.
 
@@ -23,7 +24,6 @@ from glmv_cli.errors import GlmvError
 
 METRICS = "metrics.jsonl"
 TB_DIR = "tensorboard"
-WANDB_DIR = "wandb"
 
 
 def scalars(row: dict[str, Any], prefix: str = "") -> dict[str, float]:
@@ -65,9 +65,8 @@ class MetricsLog:
                 raise GlmvError("--report-to wandb needs the 'wandb' package (pip install wandb)") from None
             os.environ.setdefault("WANDB_MODE", "offline")
             os.environ.setdefault("WANDB_SILENT", "true")
-            wdir = Path(run_dir) / WANDB_DIR
-            wdir.mkdir(parents=True, exist_ok=True)
-            self._wandb = wandb.init(dir=str(wdir), project=os.environ.get("WANDB_PROJECT", "glmv"), name=run_name,
+            # wandb writes <dir>/wandb/; the artifact leaves that folder out of its manifest
+            self._wandb = wandb.init(dir=str(run_dir), project=os.environ.get("WANDB_PROJECT", "glmv"), name=run_name,
                                      config=config or {}, reinit="finish_previous")
         else:
             raise GlmvError(f"--report-to must be none, tensorboard or wandb, got '{report_to}'")

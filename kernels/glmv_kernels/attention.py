@@ -1,7 +1,7 @@
 """Document-masked (packed) causal attention from row-0 position ids, and the backend choice.
 
 A packed row holds several samples; text position row 0 restarts at 0 at each sample (see
-DESIGN.md §5). Token i may attend to token j iff both lie in the same sample and j <= i. Three
+docs/design.md §5). Token i may attend to token j iff both lie in the same sample and j <= i. Three
 implementations of that one mask:
 
 - ``flash_varlen`` (GPU, flash-attn installed, sm80+): the row is cut at the restarts into

@@ -23,8 +23,9 @@ class Server:
     """An OpenAI-compatible endpoint whose behaviour is set by ``mode``:
     correct / wrong / malformed / prose / slow / flaky (500 once, then correct) / grade (compares)."""
 
-    def __init__(self, mode: str):
+    def __init__(self, mode: str, target: str | None = None):
         self.mode = mode
+        self.target = target  # where mode "redirect" sends the client
         self.calls = 0
         self.auth: list[str | None] = []
         self.bodies: list[dict] = []
@@ -34,6 +35,15 @@ class Server:
             def log_message(self, *a):
                 pass
 
+            def do_GET(self):  # where urllib sends a POST after a 302: record it, answer with a verdict
+                outer.calls += 1
+                outer.auth.append(self.headers.get("Authorization"))
+                data = json.dumps({"choices": [{"message": {"content": "CORRECT"}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_POST(self):
                 n = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(n))
@@ -41,6 +51,12 @@ class Server:
                 outer.auth.append(self.headers.get("Authorization"))
                 outer.bodies.append(body)
                 mode = outer.mode
+                if mode.startswith("redirect"):
+                    self.send_response(307 if mode == "redirect307" else 302)
+                    self.send_header("Location", outer.target)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if self.path != "/v1/chat/completions":
                     self.send_response(404)
                     self.end_headers()
@@ -203,6 +219,39 @@ def test_disk_cache_and_api_key_never_stored(servers, tmp_path, monkeypatch):
     j2 = Judge(cfg)  # a fresh judge reads the disk cache
     assert j2.score("q", "a", "a") == 1.0 and s.calls == 1 and j2.requests == 0
     assert SECRET not in repr(cfg) and SECRET not in repr(cfg.endpoints)
+
+
+@pytest.mark.parametrize("mode", ["redirect", "redirect307"])
+def test_redirects_are_refused_and_the_key_goes_nowhere_else(servers, monkeypatch, mode):
+    monkeypatch.setenv("JUDGE_KEY", SECRET)
+    elsewhere = servers("correct")  # another port of 127.0.0.1: another origin, answering GET and POST
+    hop = Server(mode, target=elsewhere.url)
+    try:
+        cfg = JudgeConfig(endpoints=[Endpoint(hop.url, "m", api_key_env="JUDGE_KEY")], retries=2, backoff_s=0.01)
+        j = Judge(cfg)
+        with pytest.raises(JudgeError, match="no verdict from any of 1 judge endpoint"):
+            j.score("q", "a", "a")
+        assert hop.calls == 1 and hop.auth == [f"Bearer {SECRET}"]  # a 3xx is not retried
+        assert elsewhere.calls == 0 and elsewhere.auth == []  # never reached, so never saw the key
+        same_origin = Server("redirect", target=hop.url.replace("/v1/chat/completions", "/v2/chat"))
+        try:
+            with pytest.raises(JudgeError):
+                Judge(JudgeConfig(endpoints=[Endpoint(same_origin.url, "m")], retries=0)).score("q", "a", "a")
+            assert same_origin.calls == 1  # same origin is refused too: the reply at the new path is no verdict
+        finally:
+            same_origin.close()
+    finally:
+        hop.close()
+
+
+def test_a_redirecting_endpoint_is_outvoted_not_trusted(servers):
+    good, bad_target = servers("correct"), servers("wrong")
+    hop = Server("redirect", target=bad_target.url)
+    try:
+        assert judge(good.url, hop.url, retries=0).score("q", "a", "a") == 1.0  # the only verdict is good's
+        assert bad_target.calls == 0
+    finally:
+        hop.close()
 
 
 def test_judge_domain_from_config(servers, tmp_path):

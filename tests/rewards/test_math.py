@@ -8,12 +8,12 @@ import pytest
 from math_verify import parse, verify
 
 from glmv_cli.rewards import score, score_detailed
+from glmv_cli.rewards.policy import is_hedged
 from glmv_cli.rewards.mathv import (
     VerifierTimeout,
     call_with_timeout,
     eval_latex,
     fast_equal,
-    is_hedged,
     math_equal,
     normalize,
     parse_number,
@@ -143,9 +143,10 @@ def test_hedged_and_several_answers_earn_nothing(pred, gold):
     assert score(None, resp(pred), gold, "math") == 0.0
 
 
-def test_stem_alias_and_correct_answer():
+def test_stem_domain_reads_math_answers():
     assert score(None, resp("\\frac{1}{2}"), "0.5", "stem") == 1.0
-    assert score_detailed(None, resp("7"), "7", "stem").domain == "math"
+    res = score_detailed(None, resp("7"), "7", "stem")
+    assert (res.domain, res.verifier, res.reward) == ("stem", "stem", 1.0)
 
 
 REFUSED = ["10^{10^{10}}", "9^{9^{9^{9}}}", "2^{1000000}", "(10^{100})!", "123456!", "\\binom{100000}{50000}"]
@@ -224,12 +225,12 @@ def test_verdict_cache_hits_and_never_caches_timeouts():
     mathv.clear_caches()
     assert math_equal("2x+1", "1+2x", timeout_s=20.0) == (True, False)
     assert math_equal("2x+1", "1+2x", timeout_s=20.0) == (True, False)
-    assert mathv._math_equal_cached.cache_info().hits == 1
+    assert mathv.verdict_cache_info()["hits"] == 1
     assert math_equal("7", "7.0", cache=False) == (True, True)
     for _ in range(2):
         with pytest.raises(ValueError, match="refused"):
             math_equal("1", "9^{9^{9}}")
-    assert mathv._math_equal_cached.cache_info().currsize == 1
+    assert mathv.verdict_cache_info()["size"] == 1
 
 
 def _random_number(rng) -> str:

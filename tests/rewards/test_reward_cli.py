@@ -32,7 +32,7 @@ ROWS = [
     {"id": "m3", "response": "<think>" + B + "4" + E + "</think><answer>4</answer>", "reference": "4", "domain": "stem"},
     {"id": "c1", "response": r41("101"), "answer": "100", "domain": "chart"},
     {"id": "g1", "response": r41("[10, 10, 100, 100]"), "reference": "[10, 10, 100, 100]", "domain": "grounding"},
-    {"id": "g2", "response": r41("[1, 1, 2, 2]"), "reference": "[9, 9, 1, 1]", "domain": "grounding"},
+    {"id": "g2", "response": r41("[1, 1, 2, 2]"), "reference": "[9, 9, 50, 50]", "domain": "grounding"},
     {"id": "q1", "response": r41("B. a cat"), "reference": "B", "domain": "mcq", "prompt": "Which?",
      "extra": {"options": ["a dog", "a cat"]}},
 ]
@@ -46,19 +46,19 @@ def test_reward_end_to_end(tmp_path):
     for word in ("rewards per domain", "grounding", "stem", "reward", "gate fail", "errors", "timeouts"):
         assert word in res.output
     line = next(x for x in res.output.splitlines() if x.strip().startswith("grounding"))
-    assert line.split() == ["grounding", "2", "0.500", "0.500", "0", "1", "0"]
+    assert line.split() == ["grounding", "2", "0.500", "0.500", "0", "0", "0", "0"]
     rows = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
     assert [(r["id"], r["reward"]) for r in rows] == [("m1", 1.0), ("m2", 0.0), ("m3", 0.0), ("c1", 1.0),
                                                        ("g1", 1.0), ("g2", 0.0), ("q1", 1.0)]
     assert rows[2]["gate"] == "box_in_think" and rows[2]["domain"] == "stem"
-    assert rows[5]["error"].startswith("ValueError: grounding reference") and rows[0]["line"] == 1
+    assert rows[5]["error"] is None and rows[0]["line"] == 1
     man = json.loads((out / "manifest.json").read_text())
     assert man["stage"] == "reward" and "scores.jsonl" in man["files"]
     d = man["metrics"]["domains"]
     assert d["math"] == {"n": 2, "mean_reward": 0.5, "pass_rate": 0.5, "gate_failures": 0, "gate_reasons": {},
-                         "verifier_errors": 0, "timeouts": 0}
+                         "verifier_errors": 0, "timeouts": 0, "unverifiable": 0}
     assert d["stem"]["gate_reasons"] == {"box_in_think": 1}
-    assert d["grounding"]["verifier_errors"] == 1 and d["grounding"]["mean_reward"] == 0.5
+    assert d["grounding"]["verifier_errors"] == 0 and d["grounding"]["mean_reward"] == 0.5
     assert d["all"]["n"] == 7 and d["all"]["gate_failures"] == 1 and d["all"]["verifications_per_s"] > 0
     assert man["metrics"]["skipped_lines"] == 0
     assert man["reward_config"]["gates"]["style"] == "glm41v"
@@ -87,6 +87,11 @@ BAD_LINES = [
      "{p}:2: field 'extra' must be an object, got list"),
     (json.dumps({"response": "x", "reference": "1", "domain": "math", "prompt": 3}),
      "{p}:2: field 'prompt' must be a string, got int"),
+    (json.dumps({"response": "x", "reference": "[9, 9, 1, 1]", "domain": "grounding"}),
+     "{p}:2: field 'reference': domain 'grounding': grounding reference '[9, 9, 1, 1]' is not a list of valid "
+     "0-1000 boxes"),
+    (json.dumps({"response": "x", "reference": "one", "domain": "counting"}),
+     "{p}:2: field 'reference': domain 'counting': counting reference 'one' is not a non-negative integer"),
 ]
 
 
@@ -148,7 +153,8 @@ def test_config_file_changes_verifiers(tmp_path):
 
 
 @pytest.mark.parametrize("text,msg", [
-    ("colour: red\n", "{p}: unknown key 'colour'; valid: aliases, domains, gates, style"),
+    ("colour: red\n", "{p}: unknown key 'colour'; valid: aliases, cache_references, domains, gates, reward_fn, "
+                      "reward_fn_timeout_s, style"),
     ("gates: {strict: true}\n", "{p}: unknown key 'gates.strict'; valid:"),
     ("style: glm5\n", "{p}: 'style' must be one of glm41v, glm45v, got 'glm5'"),
     ("domains: {chart: {verifier: chart, tol: 1}}\n", "{p}: unknown key 'domains.chart.tol' for verifier 'chart'"),
@@ -174,7 +180,7 @@ def test_config_errors_name_file_and_key(tmp_path, text, msg):
 
 def test_config_defaults_and_missing_file(tmp_path):
     cfg = config_from_dict({})
-    assert cfg.resolve("stem") == "math" and cfg.style == "glm41v"
+    assert cfg.resolve("stem") == "stem" and cfg.verifier_name("video") == "counting" and cfg.style == "glm41v"
     with pytest.raises(GlmvError, match="--config '.*nope.yaml' does not exist"):
         load_config(tmp_path / "nope.yaml")
 

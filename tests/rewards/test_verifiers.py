@@ -67,7 +67,7 @@ def test_counting(pred, ref, want):
 
 
 def test_counting_bad_reference_raises():
-    with pytest.raises(ValueError, match="non-negative integer"):
+    with pytest.raises(ValueError, match="counting reference 'three' is not a non-negative integer in digits"):
         verify_counting("3", "three")
 
 
@@ -240,9 +240,10 @@ def test_gui(pred, ref, want):
 
 
 def test_gui_bad_reference_raises():
-    with pytest.raises(ValueError, match="is not a JSON object with an 'action'"):
+    with pytest.raises(ValueError, match=r"gui reference 'click there' is not a GUI action \(a JSON object with an "
+                                         r"'action', or a call such as left_click"):
         verify_gui('{"action": "click"}', "click there")
-    with pytest.raises(ValueError, match="'box_2d' is not one valid 0-1000 box"):
+    with pytest.raises(ValueError, match="a box needs x1 < x2 and y1 < y2"):
         verify_gui('{"action": "click"}', json.dumps({"action": "click", "box_2d": [[5, 5, 1, 1]]}))
 
 
@@ -274,7 +275,7 @@ def test_score_all_domains(domain, pred, ref, extra, want):
 def test_unknown_domain_is_a_caller_error():
     from glmv_cli.errors import GlmvError
 
-    with pytest.raises(GlmvError, match="unknown domain 'poetry'; known: chart, counting, grounding, gui, math, mcq, ocr, stem, video, yesno"):
+    with pytest.raises(GlmvError, match="unknown domain 'poetry'; known: chart, chemistry, counting, grounding, gui, math, mcq, ocr, stem, video, yesno"):
         score(None, resp("1"), "1", "poetry")
 
 

@@ -1,8 +1,6 @@
-"""lm-eval task YAMLs for glmv (package data; load with ``TaskManager(include_path=TASKS_DIR)``).
-
-Each ``glmv_<benchmark>.yaml`` includes ``_glmv_template.yaml`` and names the real dataset, its
-split and columns, the prompt format and the scoring rule; ``utils.py`` forwards lm-eval's hooks
-to :mod:`glmv_cli.evaluation.taskdata`.
+"""glmv's task specs (package data): one ``glmv_<benchmark>.yaml`` per runnable benchmark, naming
+the real dataset, its configs, splits and columns, the columns every row must have, the prompt
+format, the scoring rule and the aggregate (see :mod:`glmv_cli.evaluation.spec`).
 """
 
 from pathlib import Path
