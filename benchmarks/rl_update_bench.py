@@ -228,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     dense = run_after(model, rows, a.micro_batch, True, document_attention=False)
     res = {"update": {"rows": len(rows), "real_tokens": sum(len(r.ids) for r in rows), "before": before,
                       "after": after, "after_reused_old_logp": reuse, "after_dense_mask_attention": dense,
-                      "time_ratio": after["cpu_s"] / before["cpu_s"], "time_ratio_reused": reuse["cpu_s"] / before["cpu_s"],
+                      "time_ratio": after["cpu_s"] / before["cpu_s"],
+                      "time_ratio_reused": reuse["cpu_s"] / before["cpu_s"],
                       "time_ratio_dense_mask": dense["cpu_s"] / before["cpu_s"]},
            "gather": run_gather(a.gather_tokens, a.seed)}
     u, g = res["update"], res["gather"]
@@ -239,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
           f"after, old log-probs reused {reuse['cpu_s']:.2f} ({u['time_ratio_reused']:.2f}x)")
     print(f"  (packs with transformers' dense block-diagonal mask instead of per-sample attention: "
           f"{dense['cpu_s']:.2f} s, {u['time_ratio_dense_mask']:.2f}x)")
-    print(f"gather: JSON {g['json_bytes_per_token']:.1f} B/token, {g['json_cpu_s_per_million']:.2f} CPU s per M tokens; "
+    print(f"gather: JSON {g['json_bytes_per_token']:.1f} B/token, "
+          f"{g['json_cpu_s_per_million']:.2f} CPU s per M tokens; "
           f"tensors {g['tensor_bytes_per_token']:.1f} B/token, {g['tensor_cpu_s_per_million']:.2f} CPU s per M tokens")
     if a.out is not None:
         a.out.write_text(json.dumps(res, indent=2), encoding="utf-8")

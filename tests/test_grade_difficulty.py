@@ -5,7 +5,6 @@ import hashlib
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from glmv_cli.errors import GlmvError

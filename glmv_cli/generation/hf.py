@@ -78,7 +78,8 @@ class HFEngine:
             pos, _ = model.model.get_rope_index(ids, types, image_grid_thw=grid, attention_mask=mask)
             kw = {}
             if grid is not None:
-                kw = dict(pixel_values=f["pixel_values"].to(dev, model.dtype), image_grid_thw=grid, mm_token_type_ids=types)
+                kw = dict(pixel_values=f["pixel_values"].to(dev, model.dtype), image_grid_thw=grid,
+                          mm_token_type_ids=types)
             model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=1, **kw)
             self._idle_until_all_done()
 

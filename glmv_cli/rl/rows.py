@@ -240,7 +240,8 @@ def collate_pack(rows: Sequence[Row], spec: PackSpec, *, min_images: int = 0) ->
     input_ids = torch.from_numpy(ids)[None]
     batch = {"input_ids": input_ids, "position_ids": torch.from_numpy(pos)[:, None],
              "mm_token_type_ids": (input_ids == spec.image_token_id).long(),
-             "resp_pos": torch.from_numpy(np.concatenate(resp_pos)), "resp_tgt": torch.from_numpy(np.concatenate(resp_tgt)),
+             "resp_pos": torch.from_numpy(np.concatenate(resp_pos)),
+             "resp_tgt": torch.from_numpy(np.concatenate(resp_tgt)),
              "layout": layout, "advantages": torch.tensor([r.advantage for r in rows], dtype=torch.float32),
              "loss_mask": grpo.loss_mask_from_flags(resp, forced, mask_forced=spec.mask_forced),
              "forced_mask": (forced & resp.bool()).float(), "behaviour_logp": behaviour,

@@ -169,7 +169,8 @@ def progress_file(stage_dir: Path, rank: int, world: int) -> Path:
     return stage_dir / (ROLLOUTS if world == 1 else f"rollouts.rank-{rank:05d}.jsonl")
 
 
-def read_all_progress(stage_dir: Path, chunk_sizes: dict[int, int], own: Path | None = None) -> dict[tuple[int, str], dict]:
+def read_all_progress(stage_dir: Path, chunk_sizes: dict[int, int],
+                      own: Path | None = None) -> dict[tuple[int, str], dict]:
     """Every progress file's committed lines (only ``own`` is repaired: others may be in use)."""
     done: dict[tuple[int, str], dict] = {}
     for f in [stage_dir / ROLLOUTS, *sorted(stage_dir.glob(SHARD_GLOB))]:

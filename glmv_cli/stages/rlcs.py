@@ -89,12 +89,12 @@ class RlcsOptions:
     rl: RLCSConfig = field(default_factory=RLCSConfig)
 
     def check(self, world: int = 1) -> None:
-        lc, rows = self.rl.loss, self.rl.expansion.batch_prompts * self.rl.rollout.group_size
-        if rows < lc.mini_batches * self.micro_batch:
+        lc, b, n = self.rl.loss, self.rl.expansion.batch_prompts, self.rl.rollout.group_size
+        if b * n < lc.mini_batches * self.micro_batch:
             raise GlmvError(
                 f"--mini-batches {lc.mini_batches} x --micro-batch {self.micro_batch} needs at least "
-                f"{lc.mini_batches * self.micro_batch} rows per step, but --batch-prompts {self.rl.expansion.batch_prompts}"
-                f" x --group-size {self.rl.rollout.group_size} keeps {rows}; lower --mini-batches or --micro-batch")
+                f"{lc.mini_batches * self.micro_batch} rows per step, but --batch-prompts {b} x --group-size {n} "
+                f"keeps {b * n}; lower --mini-batches or --micro-batch")
 
     def validate(self, world: int | None = None) -> Any:
         """Checks every option for ``world`` processes (default: the launcher's); returns the
