@@ -84,9 +84,11 @@ SWEEP = textwrap.dedent("""
         eng = Engine(model, cfg, total_steps=8)
         c = model.config
         spec = PackSpec(0, c.image_token_id, 2, 1176)
-        # micro batch 2: a pack may hold rows of two prompts; the vision tower runs per image
-        # (--vision-chunk-images 1), so every rank's pack k must hold as many images as any other's
-        upd = PolicyUpdate(eng, LossOptions(), UpdateSetup(spec, 2, 1.0, (c.image_token_id,), False, world > 1))
+        # ZeRO-2 at micro batch 1: the configuration that crashed (one rank 2 micro batches, the other
+        # 1). ZeRO-3 at micro batch 2: a pack may hold rows of two prompts and the vision tower runs
+        # per image (--vision-chunk-images 1), so every rank's pack k must hold as many images
+        micro = 1 if zero == 2 else 2
+        upd = PolicyUpdate(eng, LossOptions(), UpdateSetup(spec, micro, 1.0, (c.image_token_id,), False, world > 1))
         res[zero] = [dict(kept=k, **{m: upd.run(rows(k, c), step)[m] for m in ("loss", "grad_norm", "optimizer_steps",
                                                                                "loss_tokens", "update_forwards")})
                      for step, k in enumerate(range(1, 5))]
