@@ -58,7 +58,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 def run_arm(name: str, args: argparse.Namespace, flat: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from glmv_cli.data.chat import style_for_model_type
+    from glmv_cli.data.template import ChatFormat
     from glmv_cli.modeling import load
     from glmv_cli.rewards.scoring import load_config
     from glmv_cli.rl.config import RLCSConfig
@@ -71,7 +71,8 @@ def run_arm(name: str, args: argparse.Namespace, flat: dict[str, Any]) -> dict[s
     torch.manual_seed(args.seed)
     cfg = RLCSConfig.from_flat(flat, source=f"arm {name}")
     model, proc = load(args.model)
-    style = style_for_model_type(getattr(model.config, "model_type", "glm4v"))
+    fmt = ChatFormat.of(proc, getattr(model.config, "model_type", "glm4v"))
+    style = fmt.style
     rcfg = load_config(args.reward_config).with_style(style)
     data = load_data(args.data, rcfg)
     ev_path = Path(args.eval_data) if args.eval_data else data.eval_default
@@ -86,7 +87,7 @@ def run_arm(name: str, args: argparse.Namespace, flat: dict[str, Any]) -> dict[s
     tr = RLCSTrainer(engine, proc, data.records, cfg, rcfg,
                      TrainerOptions(seed=args.seed, rollout_batch=args.rollout_batch, micro_batch=args.micro_batch,
                                     eval_samples=args.eval_samples, eval_temperature=args.eval_temperature,
-                                    style=style), offline_grades=grades)
+                                    style=style, template=fmt.template), offline_grades=grades)
     t0 = time.perf_counter()
     start = tr.evaluate(evals)
     steps: list[dict[str, Any]] = []

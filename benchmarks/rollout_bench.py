@@ -1,14 +1,18 @@
-"""Generated tokens/s of the HF rollout engine: batched vs one rollout at a time, in one run.
+"""Generated tokens/s of the rollout engines on the same prompts, in one run: in-process HF
+(batched and one rollout at a time) and the ``server`` engine over 1 and 2 ``glmv serve`` processes.
 
     OMP_NUM_THREADS=1 python benchmarks/rollout_bench.py [--model tiny] [--prompts 8] [--n 8]
-        [--max-new-tokens 64] [--image 112] [--device cpu] [--repeats 2]
+        [--max-new-tokens 64] [--image 112] [--device cpu] [--repeats 2] [--servers 1,2]
 
-Both modes decode the same prompts with the same per-rollout seeds, so they generate exactly the
-same tokens (checked) and the comparison is work-for-work: "batched" runs every prompt x n rollout
-as rows of one KV-cache decode loop (prefill once per distinct prompt, cache repeated n times),
-"sequential" runs each rollout alone (batch of one row). Rollouts end naturally (stop token or
-``--max-new-tokens``); the token count is what was generated. Reports tokens/s of each (best of
-``--repeats``) and the speed-up as one JSON line on stdout.
+Every mode decodes the same prompts with the same per-rollout seeds, so they generate the same
+tokens (checked: ``identical_tokens``, ``server_identical_tokens``) and the comparison is
+work-for-work: "batched" runs every prompt x n rollout as rows of one KV-cache decode loop (prefill
+once per distinct prompt, cache repeated n times), "sequential" runs each rollout alone (batch of one
+row), "serverK" sends every rollout as its own HTTP request (vLLM dialect: text prompts as token ids
+to /v1/completions, image prompts as chat messages) to K local servers (one thread each), which batch
+what arrives together. Rollouts end naturally (stop token or ``--max-new-tokens``); the token count
+is what was generated. Reports tokens/s of each (best of ``--repeats``) and the speed-ups as one
+JSON line on stdout. The servers' start-up is not timed.
 """
 
 from __future__ import annotations
@@ -39,11 +43,11 @@ def build_prompts(processor, count: int, image_px: int, seed: int):
             grid = enc["image_grid_thw"]
             counts = [int(grid[0].prod()) // 4]
             ids = encode_chat(processor.tokenizer, msgs, image_token_counts=counts, add_generation_prompt=True)["input_ids"]
-            out.append(Prompt(f"q{i}", ids, enc["pixel_values"], grid))
+            out.append(Prompt(f"q{i}", ids, enc["pixel_values"], grid, messages=msgs, images=[img]))
         else:
             msgs = [{"role": "user", "content": f"How many shapes are in picture {i}? Think step by step."}]
             ids = encode_chat(processor.tokenizer, msgs, add_generation_prompt=True)["input_ids"]
-            out.append(Prompt(f"q{i}", ids))
+            out.append(Prompt(f"q{i}", ids, messages=msgs))
     return out
 
 
@@ -60,6 +64,33 @@ def run(engine, prompts, params, n: int, seed: int) -> tuple[float, int, list]:
     return dt, toks, [[r.token_ids for r in rs] for rs in out]
 
 
+def server_runs(a, model, processor, prompts, params, counts, best, tokens, outs) -> None:
+    """The server engine over 1..max(counts) local servers started once from a saved copy of the model."""
+    import tempfile
+
+    from glmv_cli.generation import ServerEngine
+    from glmv_cli.modeling import save
+    from glmv_cli.testing.serve import start_servers
+
+    with tempfile.TemporaryDirectory() as tmp:
+        save(model.to("cpu"), processor, tmp)
+        model.to(a.device)
+        procs = start_servers(tmp, count=max(counts), args=["--max-batch-rows", str(a.prompts * a.n),
+                                                            "--device", a.device])
+        try:
+            for k in counts:
+                eng = ServerEngine([s.url for s in procs[:k]], processor.tokenizer, config=model.config,
+                                   generation_config=model.generation_config)
+                run(eng, prompts[:1], params, 1, a.seed)  # warm-up
+                for _ in range(a.repeats):
+                    dt, toks, ids = run(eng, prompts, params, a.n, a.seed)
+                    best[f"server{k}"] = min(best.get(f"server{k}", float("inf")), dt)
+                    tokens[f"server{k}"], outs[f"server{k}"] = toks, ids
+        finally:
+            for s in procs:
+                s.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny", help="preset or model directory")
@@ -70,6 +101,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--servers", default="1,2", help="server counts to run ('' for none)")
     a = ap.parse_args()
 
     import torch
@@ -93,6 +125,9 @@ def main() -> None:
             dt, toks, ids = run(eng, prompts, params, a.n, a.seed)
             best[name] = min(best.get(name, float("inf")), dt)
             tokens[name], outs[name] = toks, ids
+    counts = [int(x) for x in a.servers.split(",") if x.strip()]
+    if counts:
+        server_runs(a, model, processor, prompts, params, counts, best, tokens, outs)
     same = outs["batched"] == outs["sequential"]
     res = {
         "model": a.model, "device": a.device, "threads": torch.get_num_threads(), "prompts": a.prompts, "n": a.n,
@@ -102,6 +137,11 @@ def main() -> None:
         "sequential_tok_s": round(tokens["sequential"] / best["sequential"], 1),
         "speedup": round(best["sequential"] / best["batched"], 2),
     }
+    for k in counts:
+        res[f"server{k}_tok_s"] = round(tokens[f"server{k}"] / best[f"server{k}"], 1)
+        res[f"server{k}_vs_batched"] = round(best["batched"] / best[f"server{k}"], 2)
+    if counts:
+        res["server_identical_tokens"] = all(outs[f"server{k}"] == outs["batched"] for k in counts)
     print(json.dumps(res))
 
 

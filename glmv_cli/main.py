@@ -16,7 +16,7 @@ import typer
 from glmv_cli import __version__
 
 # Pipeline order for --help; stages not listed come after, alphabetically.
-ORDER = ["synth", "pack", "pretrain", "extend_context", "sft", "grade_difficulty", "rlcs", "eval",
+ORDER = ["synth", "convert", "pack", "pretrain", "extend_context", "sft", "grade_difficulty", "rlcs", "eval", "serve",
          "push", "reward", "info"]
 
 app = typer.Typer(

@@ -37,3 +37,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def published(tmp_path_factory):
+    """``published(kind, digits=None)``: a checkpoint directory in the published layout of ``kind``
+    (glm41v, glm45v, glm46v; ``glmv_cli.testing.published``), built once per test session. With
+    ``digits`` its weights are the bigram policy ``answer_script(kind, digits)``."""
+    from glmv_cli.testing.published import answer_script, build
+
+    cache = {}
+
+    def get(kind: str, digits=None):
+        key = (kind, tuple(digits) if digits else None)
+        if key not in cache:
+            name = kind + ("-answers-" + "".join(digits) if digits else "")
+            script = answer_script(kind, digits) if digits else None
+            cache[key] = build(kind, tmp_path_factory.mktemp(name), script=script)
+        return cache[key]
+
+    return get

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, language_mix: false}\n"
@@ -72,3 +71,20 @@ def test_rl_update_bench_reports_padding_time_and_gather_payload(tmp_path, capsy
     assert u["after"]["forwards"] <= u["before"]["forwards"] and u["before"]["cpu_s"] > 0
     assert g["tensor_bytes_per_token"] == 9.0 and g["json_bytes_per_token"] > 20
     assert "padding ratio  before" in capsys.readouterr().out
+
+
+def test_formats_bench_packs_both_forms_identically(capsys):
+    bench = _load("formats_bench")
+    res = bench.main(["--records", "30", "--repeats", "1", "--seq-len", "2048"])
+    assert res["packs_identical"] is True and res["records"] == 30 and res["images"] == 45
+    assert res["jsonl_png"]["packs"] == res["parquet_embedded"]["packs"] >= 1
+    # the ratio is of unrounded seconds; the reported seconds are rounded to 1 ms of ~30 ms runs (< 5 %)
+    assert res["ratio_cpu"] == pytest.approx(res["parquet_embedded"]["cpu_s"] / res["jsonl_png"]["cpu_s"], rel=0.05)
+    assert json.loads(capsys.readouterr().out)["ratio_wall"] == res["ratio_wall"]
+
+
+def test_template_bench_reports_each_path():
+    out = _load("template_bench").main(["--records", "20"])
+    assert out["records"] == 20
+    for k in ("glmv_us", "template_equal_us", "glmv_two_turn_us", "template_realigned_us"):
+        assert out[k] > 0, k

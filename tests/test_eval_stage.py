@@ -122,3 +122,35 @@ def test_existing_out_fails_before_any_generation(tmp_path):
     with pytest.raises(GlmvError, match="--out '.*o' already exists .*pass --overwrite"):
         run_eval(EvalOptions(model="m", out=tmp_path / "o", tasks="mmstar", data_dir=FIXTURES), generator=gen)
     assert gen.seen == []
+
+
+def test_engine_server_equals_engine_hf_on_a_real_glmv_serve(tmp_path):
+    """--engine server through a real `glmv serve` subprocess on 127.0.0.1 gives the same responses as
+    the in-process engine (greedy; glmv serve runs the same decode loop), and the server path loads no
+    weights in the eval process."""
+    from glmv_cli.artifacts import ArtifactWriter
+    from glmv_cli.modeling import load, save
+    from glmv_cli.stages.synth import SynthOptions, synth
+    from glmv_cli.testing.serve import start_servers
+
+    synth(SynthOptions(out=tmp_path / "syn", n_train=6, n_eval=6, image_size="64"))
+    model, proc = load("tiny", seed=3)
+    with ArtifactWriter(tmp_path / "model", "sft") as art:
+        save(model, proc, art.path)
+    common = ["eval", "--model", str(tmp_path / "model"), "--suite", "synth", "--data-dir", str(tmp_path / "syn"),
+              "--limit", "6", "--thinking-budget", "6", "--answer-budget", "3", "--batch-size", "6"]
+    r = runner.invoke(app, [*common, "--out", str(tmp_path / "hf")])
+    assert r.exit_code == 0, r.output
+    srv = start_servers(str(tmp_path / "model"))[0]
+    try:
+        r = runner.invoke(app, [*common, "--engine", "server", "--server-url", srv.url, "--out", str(tmp_path / "srv")])
+    finally:
+        srv.stop()
+    assert r.exit_code == 0, r.output
+    rows = {}
+    for name in ("hf", "srv"):
+        lines = (tmp_path / name / "samples" / "glmv_synth.jsonl").read_text().splitlines()
+        rows[name] = [(x["key"], x["response"], x["finish_reason"], x["score"]) for x in map(json.loads, lines)]
+    assert len(rows["hf"]) == 6 and rows["srv"] == rows["hf"]
+    r = runner.invoke(app, [*common, "--engine", "server", "--out", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "--engine server needs at least one --server-url" in r.output

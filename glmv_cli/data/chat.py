@@ -7,9 +7,11 @@ Prompt format (both styles)::
 - ``glm41v`` (GLM-4.1V-Thinking): an assistant turn is ``<|assistant|>\\n{content}`` with
   content ``<think>…</think><answer>…<|begin_of_box|>X<|end_of_box|>…</answer>``; the
   generation prompt is ``<|assistant|>\\n``. Assistant turns before the last user turn lose
-  their ``<think>…</think>`` block (as GLM's own demo strips its history).
+  their ``<think>…</think>`` block (as GLM's own demo strips its history). A reasoning field
+  (``reasoning_content`` or ``thinking``) becomes the ``<think>…</think>`` block.
 - ``glm45v`` (GLM-4.5V): no ``<answer>`` tags; an assistant turn is
-  ``<|assistant|>\\n<think>{reasoning}</think>\\n{answer}``, where only turns after the last
+  ``<|assistant|>\\n<think>{reasoning}</think>\\n{answer}`` (reasoning from ``reasoning_content`` /
+  ``thinking`` or from ``<think>…</think>`` in the content), where only turns after the last
   user turn keep their reasoning (earlier ones get an empty ``<think></think>``). Thinking
   switch as in zai-org's template: with ``enable_thinking=False`` every user turn ends with
   ``/nothink`` and the generation prompt is ``<|assistant|>\\n<think></think>``; with thinking
@@ -105,6 +107,8 @@ GLM41V_TEMPLATE = (
     "{%- elif m.role == 'user' -%}{{- '<|user|>\\n' + visible(m.content) -}}"
     "{%- elif m.role == 'assistant' -%}"
     "{%- set c = visible(m.content) -%}"
+    "{%- if m.reasoning_content is string -%}{%- set c = '<think>' + m.reasoning_content + '</think>' + c -%}"
+    "{%- endif -%}"
     "{%- if loop.index0 < ns.last_user and '</think>' in c -%}"
     "{%- set c = c.split('</think>')[-1].lstrip() -%}{%- endif -%}"
     "{{- '<|assistant|>\\n' + c -}}"
@@ -148,8 +152,26 @@ def chat_template(style: str = "glm41v") -> str:
 
 
 def style_for_model_type(model_type: str) -> str:
-    """``glm45v`` for the MoE architecture (GLM-4.5V), ``glm41v`` otherwise."""
-    return "glm45v" if model_type.startswith("glm4v_moe") else "glm41v"
+    """The style of a model without a chat template: ``glm45v`` for GLM-4.5V (``glm4v_moe``) and the
+    GLM-4.6V family (``glm46v``), ``glm41v`` otherwise. A model's own template decides first
+    (``glmv_cli.data.template.template_style``): GLM-4.6V-Flash is a ``glm4v`` in the 4.5V format."""
+    return "glm45v" if model_type.startswith(("glm4v_moe", "glm46v")) else "glm41v"
+
+
+REASONING_FIELDS = ("reasoning_content", "thinking")
+
+
+def message_reasoning(message: dict, where: str = "message") -> str | None:
+    """The thinking part of an assistant message given apart from its content: ``reasoning_content``
+    (the field GLM's and OpenAI-style chat APIs return) or its alias ``thinking``; None when absent.
+    Both present must agree; a non-string is an error."""
+    found = [(k, message[k]) for k in REASONING_FIELDS if message.get(k) is not None]
+    for k, v in found:
+        if not isinstance(v, str):
+            raise ChatFormatError(f"{where}.{k}: expected a string, got {type(v).__name__}")
+    if len(found) == 2 and found[0][1] != found[1][1]:
+        raise ChatFormatError(f"{where}: reasoning_content and thinking differ; give one of them")
+    return found[0][1] if found else None
 
 
 def _check_style(style: str) -> None:
@@ -247,7 +269,13 @@ def _render(
             segs.append(("\n" + text, False))
         else:
             trained = train_on == "all" or i > last_user
+            reasoning = message_reasoning(m, where)
+            if reasoning is not None and ("<think>" in text or "</think>" in text):
+                raise ChatFormatError(f"{where}: the reasoning is given twice (a reasoning field and <think> in the "
+                                      "content); keep one of them")
             if style == "glm41v":
+                if reasoning is not None:  # GLM-4.1V writes its thinking inline
+                    text = "<think>" + reasoning + "</think>" + text
                 if not text.strip():
                     raise ChatFormatError(f"{where}: assistant turn is empty")
                 if i < last_user and "</think>" in text:
@@ -255,8 +283,7 @@ def _render(
                 segs.append(("\n", False))
                 segs.append((text, trained))
             else:
-                reasoning = m.get("reasoning_content")
-                if isinstance(reasoning, str):
+                if reasoning is not None:
                     r = reasoning
                 elif "</think>" in text:
                     r = text.split("</think>")[0].rstrip("\n").split("<think>")[-1].lstrip("\n")
@@ -276,6 +303,24 @@ def _render(
             segs.append(("\n<think></think>", False))
         close_pending = False
     return segs, n_images, close_pending
+
+
+def render_segments(
+    messages: Sequence[dict], *, style: str, add_generation_prompt: bool, enable_thinking: bool, train_on: str,
+    videos: list[str],
+) -> tuple[list[tuple[str, bool]], int, bool]:
+    """glmv's rendering as segments ``(text, trained)`` with the image count and whether a closing
+    ``<|endoftext|>`` is trained; the location of each video is appended to ``videos``."""
+    return _render(messages, style, add_generation_prompt, enable_thinking, train_on, videos)
+
+
+def encode_segments(tokenizer, segs: list[tuple[str, bool]], image_token_counts: Sequence[int], n_images: int,
+                    close_eos: bool, video_layouts: Sequence[tuple[int, Sequence[int]]], videos: list[str]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and labels of ``segs`` (checked image counts and video layouts), as ``chat_arrays`` makes them."""
+    counts = _check_counts(image_token_counts, n_images)
+    layouts = _check_layouts(video_layouts, videos)
+    return _encode_segments(tokenizer, segs, counts, close_eos, layouts)
 
 
 def render_prompt(

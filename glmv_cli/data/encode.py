@@ -31,15 +31,14 @@ frame paired with itself, ``max_frames`` applied) are listed in ``Encoded.notes`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from glmv_cli.data.images import (AspectRatioError, ImageSettings, fast_size, grid_for_size, header_size,
-                                  tokens_for_grid)
+from glmv_cli.data.images import (AspectRatioError, ImageSettings, describe_source, fast_size, grid_for_size,
+                                  header_size, source_bytes, source_size, tokens_for_grid)
 from glmv_cli.data.positions import sample_positions
-from glmv_cli.data.schema import Record, RecordError, parse_record
+from glmv_cli.data.schema import Record, RecordError
 from glmv_cli.data.video import VideoError, VideoSettings, plan_sampling, probe
 
 VIDEO_REASONS = {"missing": "missing_video", "too_long": "video_too_long"}  # other VideoError kinds: bad_video
@@ -55,20 +54,24 @@ class Encoded:
     input_ids: np.ndarray   # int32 [n]
     labels: np.ndarray      # int32 [n]
     positions: np.ndarray   # int32 [4, n]
-    image_paths: list[str]
+    image_paths: list[Any]  # media sources: paths, or embedded bytes / Blobs (glmv_cli.data.images)
     grids: list[tuple[int, int, int]]
     source: tuple[int, int]  # (input index, line)
     kinds: list[int] = field(default_factory=list)   # per media entry: 0 image, 1 video (empty: all images)
     videos: list[Any] = field(default_factory=list)  # per video: (VideoMeta, SamplePlan)
-    notes: list[str] = field(default_factory=list)   # counted video handling: over_cap, single_frame, capped
+    notes: list[str] = field(default_factory=list)   # counted handling: video over_cap / single_frame / capped,
+    #                                                  answer_converted, template_realigned
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
 
-def image_size(path: str) -> tuple[int, int]:
-    """(width, height) of an image file from its first bytes (whole file only for odd formats)."""
-    with open(path, "rb") as f:
+def image_size(src: Any) -> tuple[int, int]:
+    """(width, height) of an image source -- a file, embedded bytes or a Blob -- from its first
+    bytes (the whole image only for odd formats)."""
+    if not isinstance(src, str):
+        return source_size(src, HEADER_BYTES)
+    with open(src, "rb") as f:
         head = f.read(HEADER_BYTES)
         size = fast_size(head)
         if size is not None and size[0] > 0 and size[1] > 0:
@@ -81,18 +84,20 @@ def image_grids(rec: Record, settings: ImageSettings = ImageSettings()) -> list[
     record and ``images[k]`` for a missing or unreadable image or an aspect ratio the model refuses.
     pack, rlcs, grade-difficulty and eval all check their records through this one function."""
     out = []
-    for k, path in enumerate(rec.images):
+    for k, src in enumerate(rec.images):
         try:
-            w, h = image_size(path)
+            w, h = image_size(src)
         except FileNotFoundError:
-            raise RecordError(rec.path, rec.line, f"images[{k}]", f"image file '{path}' does not exist",
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"image file '{src}' does not exist",
                               "missing_image") from None
         except (OSError, ValueError) as e:
-            raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "bad_image") from None
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"{describe_source(src)}: {e}",
+                              "bad_image") from None
         try:
             out.append(grid_for_size(w, h, settings))
         except AspectRatioError as e:
-            raise RecordError(rec.path, rec.line, f"images[{k}]", f"'{path}': {e}", "aspect_ratio") from None
+            raise RecordError(rec.path, rec.line, f"images[{k}]", f"{describe_source(src)}: {e}",
+                              "aspect_ratio") from None
     return out
 
 
@@ -100,9 +105,11 @@ class Encoder:
     """Turns records into :class:`Encoded` samples for one tokenizer and image processor."""
 
     def __init__(self, tokenizer: Any, image_processor: Any, *, mode: str, style: str, train_on: str = "last",
-                 video: VideoSettings | None = None):
+                 video: VideoSettings | None = None, template: str | None = None):
+        from glmv_cli.data.template import ChatFormat
         from glmv_cli.modeling.video_processor import GlmvVideoProcessor
 
+        self.format = ChatFormat(style, template)
         self.tokenizer = tokenizer
         self.settings = ImageSettings.from_processor(image_processor)
         self.video = video or VideoSettings()
@@ -133,23 +140,40 @@ class Encoder:
             out.append((meta, plan, grid))
         return out
 
+    def _chat(self, rec: Record, counts: list[int], layouts: list) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Ids and labels of a chat record in the model's format, and what was adapted: the answer
+        form converted to the model's family, or the labels carried over to the model's own template."""
+        from glmv_cli.data.chat import ChatFormatError
+        from glmv_cli.data.template import convert_answer_form
+
+        try:
+            messages, converted = convert_answer_form(rec.messages, self.style)
+        except ChatFormatError as e:
+            raise RecordError(rec.path, rec.line, "messages", str(e), "answer_format") from None
+        try:
+            ids, labels, realigned = self.format.arrays(self.tokenizer, messages, image_token_counts=counts,
+                                                        video_layouts=layouts, train_on=self.train_on)
+        except ChatFormatError as e:  # schema.py checks the same rules first; what is left is the template's
+            reason = "template_mismatch" if "chat template" in str(e) else "bad_field"
+            raise RecordError(rec.path, rec.line, "messages", str(e), reason) from None
+        return ids, labels, ["answer_converted"] * bool(converted) + ["template_realigned"] * realigned
+
     def encode(self, rec: Record, input_index: int = 0) -> Encoded:
-        from glmv_cli.data.chat import ChatFormatError, chat_arrays, pretrain_arrays
+        from glmv_cli.data.chat import ChatFormatError, pretrain_arrays
 
         grids = self.grids(rec)
         counts = [tokens_for_grid(g, self.settings) for g in grids]
         vids = self.video_plans(rec) if rec.videos else []
         layouts = [(self.video_processor.tokens_per_pair(g), plan.pair_timestamps) for _, plan, g in vids]
-        try:
-            if rec.kind == "text":
+        adapted: list[str] = []
+        if rec.kind == "text":
+            try:
                 ids64, labels64 = pretrain_arrays(self.tokenizer, rec.text, image_token_counts=counts,
                                                   video_layouts=layouts)
-            else:
-                ids64, labels64 = chat_arrays(self.tokenizer, rec.messages, image_token_counts=counts,
-                                              style=self.style, train_on=self.train_on, video_layouts=layouts)
-        except ChatFormatError as e:  # schema.py checks the same rules first; this is a backstop
-            raise RecordError(rec.path, rec.line, "messages" if rec.kind == "chat" else "text", str(e),
-                              "bad_field") from None
+            except ChatFormatError as e:  # schema.py checks the same rules first; this is a backstop
+                raise RecordError(rec.path, rec.line, "text", str(e), "bad_field") from None
+        else:
+            ids64, labels64, adapted = self._chat(rec, counts, layouts)
         ids = ids64.astype(np.int32)
         if self.mode == "pretrain" and rec.kind == "chat":
             labels = np.where(np.isin(ids, self._no_label_pretrain), IGNORE, ids).astype(np.int32)
@@ -160,7 +184,7 @@ class Encoder:
         labels[0] = IGNORE
         if not vids:
             pos = sample_positions(types.view(np.int8), grids, self.settings.merge_size, dtype=np.int32)
-            return Encoded(ids, labels, pos, list(rec.images), grids, (input_index, rec.line))
+            return Encoded(ids, labels, pos, list(rec.images), grids, (input_index, rec.line), notes=adapted)
         # the whole video block is input (timestamps too), in every mode
         opened = np.cumsum(ids == self.video_start_id) - np.cumsum(ids == self.video_end_id)
         labels[(opened > 0) | (ids == self.video_end_id)] = IGNORE
@@ -177,9 +201,9 @@ class Encoder:
             paths.append(path)
             kinds.append(0 if kind == "image" else 1)
         pos = sample_positions(types.view(np.int8), rope_grids, self.settings.merge_size, dtype=np.int32)
-        notes = [n for _, plan, _ in vids for n, on in (("video_over_cap", plan.over_cap),
-                                                         ("video_single_frame", plan.single_frame),
-                                                         ("video_capped", plan.capped)) if on]
+        notes = adapted + [n for _, plan, _ in vids for n, on in (("video_over_cap", plan.over_cap),
+                                                                  ("video_single_frame", plan.single_frame),
+                                                                  ("video_capped", plan.capped)) if on]
         return Encoded(ids, labels, pos, paths, media_grids, (input_index, rec.line), kinds,
                        [(m, p) for m, p, _ in vids], notes)
 
@@ -188,27 +212,34 @@ def media_bytes(e: Encoded) -> list[bytes]:
     """The bytes a pack stores per media entry: image files as read; videos per
     :func:`glmv_cli.data.video.stored_bytes` (a file as is, a frame folder's sampled frames)."""
     if not e.kinds or not any(e.kinds):
-        return [Path(p).read_bytes() for p in e.image_paths]
+        return [source_bytes(p) for p in e.image_paths]
     from glmv_cli.data.video import stored_bytes
 
     vids = iter(e.videos)
     out = []
     for path, kind in zip(e.image_paths, e.kinds):
-        out.append(stored_bytes(*next(vids)) if kind else Path(path).read_bytes())
+        out.append(stored_bytes(*next(vids)) if kind else source_bytes(path))
     return out
 
 
-def encode_lines(encoder: Encoder, items: Iterable[tuple[int, str, int, str]]) -> list[tuple]:
-    """Parses + encodes ``(input_index, path, line, text)`` items.
+def encode_lines(encoder: Encoder, items: Iterable[tuple]) -> list[tuple]:
+    """Reads + encodes ``(input_index, path, row, payload[, format, base_dir])`` items: ``payload``
+    is a JSONL line or a row dict, read as ``format`` (default glmv) by
+    :func:`glmv_cli.data.formats.read_record`, relative image paths resolved in ``base_dir``.
 
     Returns, per item, ``("ok", Encoded)`` or ``("bad", RecordError.as_tuple())``: plain values,
     so a worker process can send them back.
     """
+    from glmv_cli.data.formats import read_record
+
     out: list[tuple] = []
-    for idx, path, line, text in items:
+    for idx, path, line, payload, *how in items:
+        fmt = how[0] if how else "glmv"
+        base = how[1] if len(how) > 1 else None
         try:
             # the encoder opens every image anyway and reports a missing one with the same message
-            rec = parse_record(text, path=path, line=line, mode=encoder.mode, check_files=False)
+            rec = read_record(payload, fmt, path=path, line=line, mode=encoder.mode, base_dir=base,
+                              check_files=False)
             out.append(("ok", encoder.encode(rec, idx)))
         except RecordError as e:
             out.append(("bad", e.as_tuple()))

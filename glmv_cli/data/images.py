@@ -11,6 +11,19 @@ decodes them later.
 over many sizes): round each side to a multiple of ``patch_size * merge_size`` (28), then scale
 down into ``max_pixels`` or up into ``min_pixels`` keeping the aspect ratio. Aspect ratios over
 200:1 are rejected, as transformers does.
+
+Image sources. A record's image is a path (str), the encoded bytes themselves (images embedded
+in parquet / HF ``Image`` features / data URLs), or a :class:`glmv_cli.data.blobs.Blob` (bytes
+spilled to a scratch file while a pack is built). :func:`source_head`, :func:`source_bytes`,
+:func:`open_image` and :func:`describe_source` treat the three alike, so nothing downstream
+re-encodes an embedded image to a file.
+
+Pixel limits (``--image-min-pixels`` / ``--image-max-pixels``, :class:`ImageSizeConfig`) are
+pixels of the resized image (width x height), the unit LLaMA-Factory and EasyR1 use. They are
+applied by setting the image processor's ``size`` (``shortest_edge`` / ``longest_edge``), which
+counts an image's two repeated temporal frames, to ``temporal_patch_size`` x the limit; so the
+processor's own resize rule (and :func:`resized_size`) does the work everywhere the processor
+is used: pack, grade-difficulty, rlcs rollouts and eval.
 """
 
 from __future__ import annotations
@@ -18,9 +31,12 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from PIL import Image
+
+from glmv_cli.errors import GlmvError
+from glmv_cli.options import opt
 
 MAX_ASPECT = 200
 
@@ -149,3 +165,101 @@ def header_size(data: bytes) -> tuple[int, int]:
         raise ValueError("not a readable image (unknown or damaged format)") from None
     except (OSError, Image.DecompressionBombError, SyntaxError) as e:
         raise ValueError(f"not a readable image ({type(e).__name__}: {e})") from None
+
+
+# -- pixel limits --------------------------------------------------------------------------------
+
+_MIN_LIMIT = 28 * 28  # one merged patch block: the resize rule never goes below it
+
+
+@dataclass
+class ImageSizeConfig:
+    """The image pixel budget of a stage (see the module docstring); None keeps the model's."""
+
+    image_min_pixels: Optional[int] = opt(None, "Scale smaller images up to at least this many pixels (width x "
+                                                "height of the resized image); default: the model's processor.",
+                                          min=1)
+    image_max_pixels: Optional[int] = opt(None, "Scale larger images down to at most this many pixels (width x "
+                                                "height of the resized image, as LLaMA-Factory's image_max_pixels); "
+                                                "default: the model's processor.", min=_MIN_LIMIT)
+
+    def check(self) -> None:
+        lo, hi = self.image_min_pixels, self.image_max_pixels
+        if lo is not None and hi is not None and lo > hi:
+            raise GlmvError(f"--image-min-pixels ({lo}) must not be larger than --image-max-pixels ({hi})")
+
+    @property
+    def is_set(self) -> bool:
+        return self.image_min_pixels is not None or self.image_max_pixels is not None
+
+
+def apply_pixel_limits(image_processor: Any, limits: Optional[ImageSizeConfig]) -> dict:
+    """Sets the processor's ``size`` from ``limits`` (in place); returns the resulting size.
+
+    Raises GlmvError when the limits contradict the processor's other bound (a minimum above
+    its maximum or the reverse)."""
+    ip = getattr(image_processor, "image_processor", image_processor)
+    size = ip.size
+    get = size.get if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+    lo, hi = int(get("shortest_edge")), int(get("longest_edge"))
+    if limits is None or not limits.is_set:
+        return {"shortest_edge": lo, "longest_edge": hi}
+    t = int(ip.temporal_patch_size)
+    if limits.image_min_pixels is not None:
+        lo = t * int(limits.image_min_pixels)
+    if limits.image_max_pixels is not None:
+        hi = t * int(limits.image_max_pixels)
+    if lo > hi:
+        raise GlmvError(f"image pixel limits: the minimum ({lo // t} px) is above the maximum ({hi // t} px) "
+                        "once combined with the model processor's own bound; give both --image-min-pixels and "
+                        "--image-max-pixels")
+    ip.size = {"shortest_edge": lo, "longest_edge": hi}
+    return dict(ip.size)
+
+
+# -- image sources -------------------------------------------------------------------------------
+
+def source_head(src: Any, n: int) -> bytes:
+    """The first ``n`` bytes of an image source (a path, bytes or a Blob)."""
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            return f.read(n)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src[:n])
+    return src.read(n)
+
+
+def source_bytes(src: Any) -> bytes:
+    """The whole encoded image of a source, as stored (never re-encoded)."""
+    if isinstance(src, str):
+        with open(src, "rb") as f:
+            return f.read()
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return bytes(src)
+    return src.read()
+
+
+def source_size(src: Any, head_bytes: int = 4096) -> tuple[int, int]:
+    """(width, height) from the header; the whole image only for formats :func:`fast_size` does not know."""
+    head = source_head(src, head_bytes)
+    size = fast_size(head)
+    if size is not None and size[0] > 0 and size[1] > 0:
+        return size
+    return header_size(source_bytes(src) if len(head) >= head_bytes else head)
+
+
+def open_image(src: Any) -> Image.Image:
+    """The decoded RGB image of a source."""
+    if isinstance(src, str):
+        with Image.open(src) as im:
+            return im.convert("RGB")
+    with Image.open(io.BytesIO(source_bytes(src))) as im:
+        return im.convert("RGB")
+
+
+def describe_source(src: Any) -> str:
+    """How an image source reads in a message: its path, or what kind of embedded bytes it is."""
+    if isinstance(src, str):
+        return f"'{src}'"
+    n = len(src) if isinstance(src, (bytes, bytearray, memoryview)) else src.length
+    return f"embedded image ({n} bytes)"

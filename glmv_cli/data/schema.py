@@ -6,7 +6,10 @@ A record is one JSONL line::
      "images": [path, ...], "domain": str, "answer": str, "difficulty": 1..5}
 
 ``content`` is either a string with ``<image>`` placeholders or a list of ``{"type": "text",
-"text": ...}`` / ``{"type": "image"}`` parts. Pretraining records may instead be ``{"text": "...
+"text": ...}`` / ``{"type": "image"}`` parts. An assistant message may carry its thinking apart from
+the answer in ``reasoning_content`` (alias ``thinking``), a string: it is trained as the turn's
+``<think>…</think>`` part (normalised to ``reasoning_content``); giving it there and as ``<think>`` in
+the content is an error. Pretraining records may instead be ``{"text": "...
 <image> ...", "images": [...]}``. Image paths are relative to the JSONL file's directory or
 absolute.
 
@@ -15,6 +18,12 @@ Validation is strict and cheap (no image is opened here): every problem raises a
 of :data:`REASONS`, the key under which ``--on-bad skip`` counts it in the manifest. Records are
 normalised so that every ``content`` becomes a list of parts, with string placeholders split
 out; the i-th image part (in message order) is the i-th entry of ``images``.
+
+An ``images`` entry may also be the encoded image itself (``bytes``, e.g. from a parquet column or
+an HF ``Image`` feature, via :func:`parse_obj`) or a :class:`glmv_cli.data.blobs.Blob`; those
+stay as they are (no file to check). Records in other layouts (ShareGPT, TRL, verl, ...) are
+converted to this dict by :mod:`glmv_cli.data.formats` first, so this module stays the one
+validator.
 
 Videos: ``"videos": [path, ...]`` (a video file or a folder of frames) with ``<video>``
 placeholders / ``{"type": "video"}`` parts, the i-th video part being the i-th entry;
@@ -38,7 +47,7 @@ PLACEHOLDER = "<image>"
 VIDEO_PLACEHOLDER = "<video>"
 REASONS = ("malformed_json", "bad_field", "unknown_role", "empty_assistant", "image_count",
            "missing_image", "bad_image", "aspect_ratio", "overlong", "video_count", "missing_video",
-           "bad_video", "video_too_long")
+           "bad_video", "video_too_long", "answer_format", "template_mismatch")
 _SPLIT = re.compile("(<image>|<video>)")
 
 
@@ -69,7 +78,7 @@ class Record:
     kind: str                       # "chat" or "text"
     messages: list[dict] | None     # normalised: {"role", "content": [{"type": "text"|"image", ...}]}
     text: str | None
-    images: list[str] = field(default_factory=list)  # absolute paths, in placeholder order
+    images: list[Any] = field(default_factory=list)  # absolute paths (or bytes / Blobs), in placeholder order
     videos: list[str] = field(default_factory=list)  # absolute paths (files or frame folders)
     media: list[str] = field(default_factory=list)   # "image"/"video" in placeholder order
     meta: dict[str, Any] = field(default_factory=dict)
@@ -117,6 +126,27 @@ def _is_empty(parts: list[dict]) -> bool:
     return all(p["type"] == "text" and not p["text"].strip() for p in parts)
 
 
+def _reasoning(m: dict, role: str, parts: list[dict], path: str, line: int, i: int) -> str | None:
+    """The thinking of an assistant message given apart from its content (``reasoning_content``, or its
+    alias ``thinking``), checked; it is trained as the ``<think>`` part of the turn."""
+    from glmv_cli.data.chat import REASONING_FIELDS, ChatFormatError, message_reasoning
+
+    given = [k for k in REASONING_FIELDS if m.get(k) is not None]
+    if not given:
+        return None
+    f = f"messages[{i}].{given[0]}"
+    if role != "assistant":
+        raise RecordError(path, line, f, f"only assistant messages have reasoning (this one is {role})", "bad_field")
+    try:
+        reasoning = message_reasoning(m, f"messages[{i}]")
+    except ChatFormatError as e:
+        raise RecordError(path, line, f, str(e).split(": ", 1)[-1], "bad_field") from None
+    if any(p["type"] == "text" and ("<think>" in p["text"] or "</think>" in p["text"]) for p in parts):
+        raise RecordError(path, line, f, "the reasoning is given twice: here and as <think>…</think> in the content; "
+                          "keep one of them", "bad_field")
+    return reasoning
+
+
 @functools.lru_cache(maxsize=256)
 def _base_dir(path: str) -> str:
     return os.path.dirname(os.path.abspath(path))
@@ -130,6 +160,18 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     except json.JSONDecodeError as e:
         raise RecordError(path, line, None, f"malformed JSON ({e.msg} at column {e.colno})",
                           "malformed_json") from None
+    return parse_obj(obj, path=path, line=line, mode=mode, base_dir=base_dir, check_files=check_files)
+
+
+def _is_image_data(p: Any) -> bool:
+    from glmv_cli.data.blobs import Blob
+
+    return isinstance(p, (bytes, bytearray, Blob))
+
+
+def parse_obj(obj: Any, *, path: str, line: int, mode: str, base_dir: str | None = None,
+              check_files: bool = True) -> Record:
+    """Validates one decoded record (a JSONL line's object, or a converted row of another format)."""
     if not isinstance(obj, dict):
         raise RecordError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "malformed_json")
 
@@ -141,8 +183,9 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     if not isinstance(images, list):
         raise RecordError(path, line, "images", "expected a list of image paths", "bad_field")
     for k, p in enumerate(images):
-        if not isinstance(p, str) or not p:
-            raise RecordError(path, line, f"images[{k}]", "expected a non-empty path string", "bad_field")
+        if not (isinstance(p, str) or _is_image_data(p)) or not p:
+            raise RecordError(path, line, f"images[{k}]", "expected a non-empty path string or image bytes",
+                              "bad_field")
     videos = obj.get("videos", [])
     if not isinstance(videos, list):
         raise RecordError(path, line, "videos", "expected a list of video paths", "bad_field")
@@ -168,9 +211,13 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
             if "content" not in m:
                 raise RecordError(path, line, f"messages[{i}].content", "missing", "bad_field")
             parts = _content_parts(m["content"], path, line, f"messages[{i}].content")
-            if role == "assistant" and _is_empty(parts):
+            reasoning = _reasoning(m, role, parts, path, line, i)
+            if role == "assistant" and _is_empty(parts) and not (reasoning or "").strip():
                 raise RecordError(path, line, f"messages[{i}].content", "empty assistant turn", "empty_assistant")
-            messages.append({"role": role, "content": parts})
+            msg = {"role": role, "content": parts}
+            if reasoning is not None:
+                msg["reasoning_content"] = reasoning
+            messages.append(msg)
         if mode == "sft" and not any(m["role"] == "assistant" for m in messages):
             raise RecordError(path, line, "messages", "no assistant turn (mode sft trains on assistant replies)",
                               "bad_field")
@@ -197,6 +244,9 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
     base = base_dir if base_dir is not None else _base_dir(path)
     resolved = []
     for k, p in enumerate(images):
+        if not isinstance(p, str):  # embedded bytes: nothing to resolve
+            resolved.append(p)
+            continue
         full = p if p.startswith("/") else os.path.normpath(os.path.join(base, p))
         if check_files and not os.path.isfile(full):
             raise RecordError(path, line, f"images[{k}]", f"image file '{full}' does not exist", "missing_image")
@@ -209,6 +259,6 @@ def parse_record(text: str, *, path: str, line: int, mode: str, base_dir: str | 
             raise RecordError(path, line, f"videos[{k}]", f"video '{full}' does not exist", "missing_video")
         vids.append(full)
 
-    meta = {k: obj[k] for k in ("domain", "answer", "difficulty") if k in obj}
+    meta = {k: obj[k] for k in ("domain", "answer", "difficulty", "extra") if k in obj}
     return Record(path=path, line=line, id=str(rid), kind="chat" if messages is not None else "text",
                   messages=messages, text=body, images=resolved, meta=meta, videos=vids, media=media)

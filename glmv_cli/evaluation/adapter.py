@@ -123,8 +123,10 @@ class HFGenerator:
     """Generation with the rollout engine over a loaded glmv / transformers GLM-4V model."""
 
     def __init__(self, model, processor, settings: GenSettings, *, batch_size: int = 8, style: str | None = None,
-                 model_tag: str = "eval"):
-        from glmv_cli.data.chat import style_for_model_type
+                 model_tag: str = "eval", engine: Any = None, model_type: str | None = None):
+        """``engine``: any engine of the rollout contract (default: an HFEngine over ``model``); with
+        a ``ServerEngine`` the model is not needed (``model`` None, ``model_type`` given)."""
+        from glmv_cli.data.template import ChatFormat
         from glmv_cli.generation import HFEngine
 
         self.model = model
@@ -132,8 +134,11 @@ class HFGenerator:
         self.tokenizer = processor.tokenizer
         self.image_processor = processor.image_processor
         self.settings = settings
-        self.style = style or style_for_model_type(model.config.model_type)
-        self.engine = HFEngine(model, self.tokenizer, batch_size=batch_size, model_tag=model_tag)
+        mt = model_type or model.config.model_type
+        self.format = ChatFormat.of(processor, mt, style or "auto")
+        self.style = self.format.style
+        self.engine = engine if engine is not None else HFEngine(model, self.tokenizer, batch_size=batch_size,
+                                                                 model_tag=model_tag)
 
     def _media(self, req: GenRequest):
         """(pixel rows, grids, image token counts, video layouts) in placeholder order; a video
@@ -170,17 +175,24 @@ class HFGenerator:
     def _prompt(self, req: GenRequest):
         import torch
 
-        from glmv_cli.data.chat import encode_chat
-        from glmv_cli.generation import Prompt
+        from glmv_cli.generation import Prompt, ServerEngine, TextPrompt, VLLMEngine
 
         messages = ([{"role": "system", "content": req.system}] if req.system else []) + \
             [{"role": "user", "content": req.text}]
+        if req.videos and isinstance(self.engine, (ServerEngine, VLLMEngine)):
+            raise GlmvError("a video prompt needs --engine hf: GLM's native video input (frame pairs with "
+                            "timestamps) is built in this process and does not travel to another engine")
+        if isinstance(self.engine, VLLMEngine):  # vLLM renders images itself: text + PIL images
+            text = self.format.prompt_text(messages, enable_thinking=self.settings.enable_thinking)
+            return TextPrompt(req.id, text, list(req.images))
         rows, grids, counts, layouts = self._media(req)
         pixel_values = torch.cat(rows) if rows else None
         grid = torch.cat(grids) if grids else None
-        ids = encode_chat(self.tokenizer, messages, image_token_counts=counts, video_layouts=layouts, style=self.style,
-                          add_generation_prompt=True, enable_thinking=self.settings.enable_thinking)["input_ids"]
-        return Prompt(id=req.id, input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
+        ids, _, _ = self.format.arrays(self.tokenizer, messages, image_token_counts=counts, video_layouts=layouts,
+                                       add_generation_prompt=True, enable_thinking=self.settings.enable_thinking)
+        return Prompt(id=req.id, input_ids=ids.tolist(), pixel_values=pixel_values, image_grid_thw=grid,
+                      messages=messages, images=[_image_bytes(im) for im in req.images],
+                      enable_thinking=self.settings.enable_thinking)
 
     def _params(self):
         from glmv_cli.generation import SamplingParams
@@ -219,6 +231,17 @@ class HFGenerator:
         return [r if r is not None else Generation("", "error", "no result") for r in results]
 
 
+def _image_bytes(im: Any) -> Any:
+    """A request image as something a rollout server can be sent (PNG bytes of a PIL image)."""
+    if hasattr(im, "save"):
+        import io
+
+        buf = io.BytesIO()
+        im.save(buf, format="PNG")
+        return buf.getvalue()
+    return im
+
+
 def _count_placeholders(text: str, n_images: int) -> str:
     """Makes the placeholder count match the images: prepend missing ones (lm-eval tasks that do
     not place their images put them first), refuse surplus placeholders."""
@@ -242,12 +265,12 @@ class GlmvLM(LM):
                  max_new_tokens: int | None = None, temperature: float = 0.0, top_p: float = 1.0,
                  style: str | None = None, device: str | None = None, dtype: str | None = None, seed: int = 0,
                  enable_thinking: bool = True, system: str | None = None, max_batch_size: int | None = None,
-                 **unknown: Any):
+                 image_min_pixels: int | None = None, image_max_pixels: int | None = None, **unknown: Any):
         super().__init__()
         if unknown:
             raise GlmvError(f"the glmv model adapter got unknown model_args: {', '.join(sorted(unknown))}; valid: "
                             "pretrained, batch_size, thinking_budget, answer_budget, max_new_tokens, temperature, "
-                            "top_p, style, device, dtype, seed, enable_thinking, system")
+                            "top_p, style, device, dtype, seed, enable_thinking, system, image_min_pixels, image_max_pixels")
         self.settings = GenSettings(thinking_budget=None if thinking_budget in (None, 0, "none") else int(thinking_budget),
                                     answer_budget=int(answer_budget),
                                     max_new_tokens=None if max_new_tokens is None else int(max_new_tokens),
@@ -260,7 +283,8 @@ class GlmvLM(LM):
             if pretrained is None:
                 raise GlmvError("the glmv model adapter needs pretrained=DIR (a model directory or preset)")
             generator = load_generator(pretrained, self.settings, batch_size=self.batch_size, device=device,
-                                       dtype=dtype, style=style)
+                                       dtype=dtype, style=style, image_min_pixels=image_min_pixels,
+                                       image_max_pixels=image_max_pixels)
         self.generator = generator
         self.model_name = str(pretrained) if pretrained is not None else type(generator).__name__
         self.stats: dict[str, Counter] = defaultdict(Counter)
@@ -312,12 +336,38 @@ class GlmvLM(LM):
 
 
 def load_generator(pretrained: str, settings: GenSettings, *, batch_size: int = 8, device: str | None = None,
-                   dtype: str | None = None, style: str | None = None) -> HFGenerator:
-    """Loads a glmv artifact, a Hugging Face GLM-4V directory or a preset into an HFGenerator."""
+                   dtype: str | None = None, style: str | None = None, image_min_pixels: int | None = None,
+                   image_max_pixels: int | None = None, engine: Any = None) -> HFGenerator:
+    """An HFGenerator for a glmv artifact, a Hugging Face GLM-4V directory or a preset; the pixel
+    limits (glmv_cli.data.images.ImageSizeConfig) set its image processor's size. ``engine``: the
+    stage's ``generation.options.EngineOptions``; with ``--engine server`` only the tokenizer,
+    processor and config are loaded (the servers hold the weights)."""
     import torch
 
-    from glmv_cli.modeling import load
+    from glmv_cli.data.images import ImageSizeConfig, apply_pixel_limits
+    from glmv_cli.modeling import load, load_config, load_processor, model_type
 
+    limits = ImageSizeConfig(None if image_min_pixels is None else int(image_min_pixels),
+                             None if image_max_pixels is None else int(image_max_pixels))
+    limits.check()
+    if engine is not None and engine.engine == "vllm":
+        from glmv_cli.generation import VLLMEngine
+
+        processor = load_processor(pretrained)
+        size = apply_pixel_limits(processor.image_processor, limits)
+        mm = {"mm_processor_kwargs": {"size": size}} if limits.is_set else {}
+        served = VLLMEngine(str(pretrained), tokenizer=processor.tokenizer, model_tag="eval", **mm)
+        return HFGenerator(None, processor, settings, batch_size=batch_size, style=style, engine=served,
+                           model_type=model_type(pretrained))
+    if engine is not None and engine.engine == "server":
+        from glmv_cli.generation.options import server_engine
+
+        processor = load_processor(pretrained)
+        apply_pixel_limits(processor.image_processor, limits)
+        config, gen_config = load_config(pretrained, processor)
+        served = server_engine(engine, processor.tokenizer, config, gen_config, model_tag="eval")
+        return HFGenerator(None, processor, settings, batch_size=batch_size, style=style, engine=served,
+                           model_type=model_type(pretrained))
     if device in (None, "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if dtype in (None, "auto"):
@@ -325,4 +375,5 @@ def load_generator(pretrained: str, settings: GenSettings, *, batch_size: int = 
     model, processor = load(pretrained, dtype=dtype, device=device)
     if processor is None:
         raise GlmvError(f"{pretrained}: no tokenizer/processor found; a preset other than 'tiny' needs a checkpoint directory")
+    apply_pixel_limits(processor.image_processor, limits)
     return HFGenerator(model, processor, settings, batch_size=batch_size, style=style)

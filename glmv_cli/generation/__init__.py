@@ -2,7 +2,9 @@
 prompt, with per-token log-probs and forced answering.
 
 Modules: ``sampling`` (the contract: SamplingParams, Prompt, Rollout, seeds, banned/stop/forced
-tokens, the sampler), ``prompts`` (records -> prompts), ``hf`` (HFEngine), ``vllm`` (VLLMEngine).
+tokens, the sampler), ``prompts`` (records -> prompts), ``hf`` (HFEngine), ``vllm`` (VLLMEngine),
+``server`` (ServerEngine: the contract through HTTP rollout servers; ``transport`` dispatches and
+retries, ``weight_sync`` pushes the learner's weights to them).
 
 ``HFEngine`` is a hand-written KV-cache decode loop over a transformers
 ``Glm4vForConditionalGeneration`` (or the MoE variant) rather than ``generate()``, for three reasons:
@@ -52,7 +54,9 @@ touched: its tokens equal those of an unbudgeted run with the same seed.
 
 Finish reasons: ``stop`` (sampled a stop token), ``length`` (hit ``max_new_tokens`` without forcing),
 ``forced`` (the answer was forced; it then ended by a stop token or by the answer budget). The stop
-token is kept in ``token_ids`` (the policy must learn to stop) but not in ``text``.
+token is kept in ``token_ids`` (the policy must learn to stop); ``text`` drops it only when it is a pure
+control token (``STOP_TOKENS``). A checkpoint's generation_config may list a content token as eos (GLM-4.1V:
+``</answer>``): that ends the rollout and stays in the text, where the reward's format gate needs it.
 ``max_new_tokens`` caps thinking plus a natural answer; a forced tail may run past it by at most
 ``len(forced) + answer_budget`` tokens.
 
@@ -63,10 +67,12 @@ weights are synced from the learner.
 from glmv_cli.generation.hf import HFEngine
 from glmv_cli.generation.prompts import prompt_from_record, prompt_messages, prompt_text
 from glmv_cli.generation.sampling import (BANNED_TOKENS, FINISH_REASONS, STOP_TOKENS, Prompt, Rollout, SamplingParams,
-                                          banned_token_ids, mask_banned, rollout_seed, sample_from_logits,
-                                          special_ids)
+                                          banned_token_ids, control_stop_ids, mask_banned, rollout_seed,
+                                          sample_from_logits, special_ids)
+from glmv_cli.generation.server import ServerEngine
 from glmv_cli.generation.vllm import TextPrompt, VLLMEngine, vllm_available
 
 __all__ = ["BANNED_TOKENS", "FINISH_REASONS", "STOP_TOKENS", "HFEngine", "Prompt", "Rollout", "SamplingParams",
-           "TextPrompt", "VLLMEngine", "banned_token_ids", "mask_banned", "prompt_from_record", "prompt_messages",
-           "prompt_text", "rollout_seed", "sample_from_logits", "special_ids", "vllm_available"]
+           "ServerEngine", "TextPrompt", "VLLMEngine", "banned_token_ids", "control_stop_ids", "mask_banned",
+           "prompt_from_record", "prompt_messages", "prompt_text", "rollout_seed", "sample_from_logits",
+           "special_ids", "vllm_available"]

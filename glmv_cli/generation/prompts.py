@@ -17,32 +17,41 @@ def prompt_messages(messages: Sequence[dict]) -> list[dict]:
 
 
 def prompt_from_record(record, tokenizer, image_processor, *, style: str = "glm41v",
-                       enable_thinking: bool = True) -> Prompt:
+                       enable_thinking: bool = True, template: str | None = None) -> Prompt:
     """Tokenizes a validated ``glmv_cli.data.schema.Record`` as a generation prompt.
 
-    Images are loaded with PIL and run through ``image_processor`` (the Glm4v PIL image
-    processor); each contributes grid.prod() / merge² ``<|image|>`` tokens.
+    Images (paths or embedded bytes) are decoded with PIL and run through ``image_processor``
+    (the Glm4v image processor, with its pixel limits); each contributes grid.prod() / merge²
+    ``<|image|>`` tokens. ``template``: the model's own chat template (``ChatFormat.template``),
+    None for glmv's rendering of ``style``.
     """
-    from PIL import Image
-
-    from glmv_cli.data.chat import encode_chat
+    from glmv_cli.data.images import open_image
+    from glmv_cli.data.template import ChatFormat
 
     tok = getattr(tokenizer, "tokenizer", tokenizer)
     msgs = prompt_messages(record.messages)
     pixel_values = grid = None
     counts: list[int] = []
     if record.images:
-        imgs = []
-        for p in record.images:
-            with Image.open(p) as im:
-                imgs.append(im.convert("RGB"))
+        imgs = [open_image(src) for src in record.images]
         enc = image_processor(images=imgs, return_tensors="pt")
         pixel_values, grid = enc["pixel_values"], enc["image_grid_thw"]
         merge = int(getattr(image_processor, "merge_size", 2))
         counts = [int(g.prod().item()) // (merge * merge) for g in grid]
-    ids = encode_chat(tok, msgs, image_token_counts=counts, style=style, add_generation_prompt=True,
-                      enable_thinking=enable_thinking)["input_ids"]
-    return Prompt(id=str(record.id), input_ids=list(ids), pixel_values=pixel_values, image_grid_thw=grid)
+    ids, _, _ = ChatFormat(style, template).arrays(tok, msgs, image_token_counts=counts, add_generation_prompt=True,
+                                                   enable_thinking=enable_thinking)
+    return Prompt(id=str(record.id), input_ids=ids.tolist(), pixel_values=pixel_values, image_grid_thw=grid,
+                  messages=msgs, images=[_sendable(src) for src in record.images or []],
+                  enable_thinking=enable_thinking)
+
+
+def _sendable(src):
+    """An image source a rollout server can be sent: a path as text, anything else as its bytes."""
+    from pathlib import Path
+
+    from glmv_cli.data.images import source_bytes
+
+    return str(src) if isinstance(src, (str, Path)) else source_bytes(src)
 
 
 def prompt_text(messages: Sequence[dict]) -> str:

@@ -13,6 +13,9 @@ from typing import Any
 
 FINISH_REASONS = ("stop", "length", "forced")
 STYLES = {"glm41v": ("</think>", "<answer>"), "glm45v": ("</think>",)}
+#: pure control tokens that end a turn: always stop tokens, and cut from a rollout's text. Any other
+#: stop id (a checkpoint's generation_config may list a content token: GLM-4.1V's eos list has
+#: ``</answer>``) ends the rollout too but stays in the text, because the answer format needs it.
 STOP_TOKENS = ("<|endoftext|>", "<|user|>", "<|observation|>")
 #: structural multimodal tokens: filled by the vision tower or framing images/videos, never text
 BANNED_TOKENS = ("<|image|>", "<|video|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>",
@@ -52,20 +55,29 @@ class SamplingParams:
 
 @dataclass
 class Prompt:
-    """One tokenized prompt. ``pixel_values``/``image_grid_thw`` hold this prompt's images only."""
+    """One tokenized prompt. ``pixel_values``/``image_grid_thw`` hold this prompt's images only.
+
+    Engines that take images rather than pixel tensors (an HTTP rollout server renders and
+    processes them itself) also need ``messages`` (the conversation the ids were rendered from, in
+    the record format), ``images`` (the image files, in placeholder order) and ``enable_thinking``;
+    ``prompt_from_record`` fills all three."""
 
     id: str
     input_ids: list[int]
     pixel_values: Any = None
     image_grid_thw: Any = None
+    messages: list | None = None
+    images: list | None = None
+    enable_thinking: bool = True
 
 
 @dataclass
 class Rollout:
     """One sampled response. ``token_ids`` hold forced tokens and a final stop token when there
     is one; ``logprobs`` and ``forced`` align with them one to one. ``prompt_ids`` are the prompt's
-    ids (the learner scores prompt + response). ``text`` is the decoded response without the stop
-    token, special tokens kept (the reward system reads ``<think>``, ``<answer>`` and the box)."""
+    ids (the learner scores prompt + response). ``text`` is the decoded response, special tokens kept
+    (the reward system reads ``<think>``, ``<answer>`` and the box), without a final control stop
+    token (``STOP_TOKENS``); a content stop token such as GLM-4.1V's ``</answer>`` stays."""
 
     prompt_id: str
     index: int
@@ -209,6 +221,21 @@ def special_ids(tokenizer, model=None, style: str = "glm41v") -> tuple[int, tupl
     if tokenizer.eos_token_id is not None:
         stops.add(int(tokenizer.eos_token_id))
     return forced[0], tuple(forced), frozenset(stops)
+
+
+def control_stop_ids(tokenizer) -> frozenset:
+    """Ids of ``STOP_TOKENS`` in ``tokenizer``: the stop tokens cut from a rollout's text."""
+    tok = getattr(tokenizer, "tokenizer", tokenizer)
+    unk = getattr(tok, "unk_token_id", None)
+    ids = (tok.convert_tokens_to_ids(t) for t in STOP_TOKENS)
+    return frozenset(int(i) for i in ids if i is not None and (unk is None or i != unk))
+
+
+def response_ids(token_ids: list[int], forced: list[bool], control: frozenset) -> list[int]:
+    """The ids a rollout's text decodes: all of them but a final sampled control stop token."""
+    if token_ids and token_ids[-1] in control and not forced[-1]:
+        return token_ids[:-1]
+    return token_ids
 
 
 def banned_token_ids(tokenizer, config=None, vocab_size: int | None = None) -> tuple[int, ...]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
-from glmv_cli.generation.sampling import (VLLM_BAN_BIAS, Rollout, SamplingParams, banned_token_ids, rollout_seed,
-                                          special_ids)
+from glmv_cli.generation.sampling import (VLLM_BAN_BIAS, Rollout, SamplingParams, banned_token_ids, control_stop_ids,
+                                          response_ids, rollout_seed, special_ids)
 
 
 def vllm_available() -> bool:
@@ -141,9 +141,10 @@ class VLLMEngine:
                 if st["finish"] is None:
                     st["finish"] = "stop" if fin == "stop" or (ids and ids[-1] in stops) else "length"
         res: list[list[Rollout]] = [[] for _ in prompts]
+        control = control_stop_ids(self.tokenizer)
         for r, (pi, j) in enumerate(keys):
             st = state[r]
-            body = st["ids"][:-1] if st["ids"] and st["ids"][-1] in stops and not st["forced"][-1] else st["ids"]
+            body = response_ids(st["ids"], st["forced"], control)
             res[pi].append(Rollout(prompts[pi].id, j, seeds[r], [], st["ids"], st["lps"], st["forced"],
                                    st["finish"], self.tokenizer.decode(body, skip_special_tokens=False)))
         return res

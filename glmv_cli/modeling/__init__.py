@@ -1,10 +1,12 @@
 """GLM-4V models for glmv: presets, the offline tokenizer, the image-only processor, load/save.
 
 Importing this package imports transformers and registers ``GlmvProcessor`` with
-``AutoProcessor`` (stage modules import it inside their functions, keeping ``glmv --help`` fast).
+``AutoProcessor`` for directories that older glmv versions saved naming it (new saves name
+transformers' own classes). Stage modules import it inside their functions, keeping ``glmv --help`` fast.
 """
 
-from glmv_cli.modeling.io import build_model, load, load_processor, model_class_for, save
+from glmv_cli.modeling.io import (build_model, load, load_config, load_processor, model_class_for, model_dir,
+                                  model_type, save, weights_dtype)
 from glmv_cli.modeling.presets import list_presets, preset_config, resolve_preset
 from glmv_cli.modeling.processor import (
     GlmvProcessor,
@@ -28,8 +30,11 @@ __all__ = [
     "image_token_count",
     "list_presets",
     "load",
+    "load_config",
     "load_processor",
     "model_class_for",
+    "model_dir",
+    "model_type",
     "offline_tokenizer",
     "preset_config",
     "resized_size",
@@ -37,4 +42,5 @@ __all__ = [
     "save",
     "special_token_ids",
     "stop_token_ids",
+    "weights_dtype",
 ]

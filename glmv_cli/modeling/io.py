@@ -3,11 +3,25 @@
 ``load(x)`` accepts a preset name (random init from a fixed seed), a local directory (one that
 glmv saved, or a zai-org checkpoint: its own tokenizer, image-processor config and chat
 template are used), or a Hub id (resolved from the local Hugging Face cache; offline machines
-get an error that says how to provide the files). ``save`` writes what plain ``transformers``
-reads: ``config.json``, ``generation_config.json``, safetensors shards with
-``model.safetensors.index.json`` (also for a single shard, so every artifact has one layout),
-tokenizer files, ``processor_config.json`` + ``preprocessor_config.json`` and
-``chat_template.jinja``.
+get an error that says how to provide the files). The processor glmv builds is its own
+``GlmvProcessor`` (transformers' ``Glm4vProcessor`` without the torchvision video part): that choice
+is made here at load time and never written into a model's files.
+
+``save`` writes what plain ``transformers`` reads, and what it writes depends on where the model came from:
+
+- from a checkpoint directory (``source``): the weights (safetensors shards +
+  ``model.safetensors.index.json``, also for a single shard) and, byte for byte, every other model
+  file of the source: ``config.json``, ``generation_config.json`` (its eos list included), the
+  tokenizer files, ``chat_template.jinja`` and every processor / image-processor / video-processor
+  config. Only a different ``dtype`` changes a file: the dtype key of config.json.
+- from a preset (no source): config, generation config (GLM's stop tokens), tokenizer, chat
+  template, ``processor_config.json``, ``preprocessor_config.json`` and
+  ``video_preprocessor_config.json``, all naming transformers' own classes (``Glm4vProcessor``,
+  ``Glm46VProcessor`` for ``glm46v``), so ``AutoProcessor.from_pretrained`` without glmv loads a
+  processor that handles images (and videos, given torchvision).
+
+Weights keep the source's dtype unless ``dtype`` says otherwise (training runs in fp32 and would
+otherwise double a bf16 checkpoint's size).
 
 Tied embeddings: transformers v5 reads ``tie_word_embeddings`` from the top-level config; a
 tied model saves only ``embed_tokens`` and re-ties on load, which ``save`` relies on (the index
@@ -18,6 +32,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +41,23 @@ from glmv_cli.errors import GlmvError
 
 INDEX_NAME = "model.safetensors.index.json"
 SINGLE_NAME = "model.safetensors"
-MODEL_TYPES = ("glm4v", "glm4v_moe")
+MODEL_TYPES = ("glm4v", "glm4v_moe", "glm46v")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+#: the files of a model besides its weights, carried from a source checkpoint to a saved model unchanged
+MODEL_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+               "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
+               "chat_template.json", "processor_config.json", "preprocessor_config.json",
+               "video_preprocessor_config.json")
+#: transformers' processor class per model type (what a saved model's files name)
+PROCESSOR_CLASSES = {"glm4v": "Glm4vProcessor", "glm4v_moe": "Glm4vProcessor", "glm46v": "Glm46VProcessor"}
+_IMAGE_PROCESSOR_TYPES = {"Glm4vProcessor": "Glm4vImageProcessor", "Glm46VProcessor": "Glm46VImageProcessor"}
+_VIDEO_PROCESSOR_TYPES = {"Glm4vProcessor": "Glm4vVideoProcessor", "Glm46VProcessor": "Glm46VVideoProcessor"}
 
 
 def model_class_for(config) -> type:
-    """``Glm4vForConditionalGeneration`` or ``Glm4vMoeForConditionalGeneration`` for ``config``."""
+    """The transformers class of ``config``: ``Glm4vForConditionalGeneration`` (GLM-4.1V, GLM-4.6V-Flash),
+    ``Glm4vMoeForConditionalGeneration`` (GLM-4.5V) or ``Glm46VForConditionalGeneration`` (model type
+    ``glm46v``: the GLM-4.6V family, its LM dense or MoE as its ``text_config`` says)."""
     import transformers
 
     mt = getattr(config, "model_type", None)
@@ -38,6 +65,8 @@ def model_class_for(config) -> type:
         return transformers.Glm4vForConditionalGeneration
     if mt == "glm4v_moe":
         return transformers.Glm4vMoeForConditionalGeneration
+    if mt == "glm46v":
+        return transformers.Glm46VForConditionalGeneration
     raise GlmvError(f"model type {mt!r} is not a GLM-4V model (expected one of: {', '.join(MODEL_TYPES)})")
 
 
@@ -79,7 +108,8 @@ def build_model(config, *, seed: int = 0, dtype: Any = None, device: Any = None)
 
 
 def _set_generation_ids(model, tokenizer) -> None:
-    """GLM stops on <|endoftext|>, <|user|> and <|observation|>; pads with <|endoftext|>."""
+    """GLM stops on <|endoftext|>, <|user|> and <|observation|>; pads with <|endoftext|>. For a model
+    whose generation config gives no eos list (a preset); a checkpoint's own list is kept."""
     from glmv_cli.modeling.tokenizer import stop_token_ids
 
     gc = model.generation_config
@@ -135,6 +165,32 @@ def _resolve(path_or_preset: str | os.PathLike) -> tuple[str | None, Path | None
     if looks_like_path:
         raise GlmvError(f"{s}: no such model directory")
     return None, _hub_or_error(s)
+
+
+def model_dir(path_or_preset: str | os.PathLike) -> Path | None:
+    """The local directory of a model (a directory, or a Hub id's cached snapshot); None for a preset."""
+    _, directory = _resolve(path_or_preset)
+    return directory
+
+
+def model_type(path_or_preset: str | os.PathLike) -> str:
+    """The model type (glm4v, glm4v_moe, glm46v) of a preset, directory or Hub id, from its config."""
+    from glmv_cli.modeling.presets import preset_config
+
+    preset, directory = _resolve(path_or_preset)
+    if preset is not None:
+        return preset_config(preset).model_type
+    assert directory is not None
+    cfg = directory / "config.json"
+    if not cfg.is_file():
+        raise GlmvError(f"{directory}: not a model directory (no config.json)")
+    try:
+        mt = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+    except json.JSONDecodeError as e:
+        raise GlmvError(f"{cfg}: invalid JSON ({e})") from None
+    if mt not in MODEL_TYPES:
+        raise GlmvError(f"{cfg}: model type {mt!r} is not a GLM-4V model (expected one of: {', '.join(MODEL_TYPES)})")
+    return mt
 
 
 def _read_config(directory: Path):
@@ -296,6 +352,29 @@ def load(
     return model, processor
 
 
+def load_config(path_or_preset: str | os.PathLike, processor: Any = None):
+    """``(config, generation config)`` of a preset, directory or Hub id without loading weights: what
+    a stage that generates through rollout servers needs of the policy (ids, stops, model type)."""
+    from transformers import GenerationConfig
+
+    from glmv_cli.modeling.presets import preset_config
+
+    preset, directory = _resolve(path_or_preset)
+    if preset is not None:
+        config = preset_config(preset)
+        gen = GenerationConfig.from_model_config(config)
+    else:
+        assert directory is not None
+        config = _read_config(directory)
+        if (directory / "generation_config.json").is_file():
+            gen = GenerationConfig.from_pretrained(str(directory))
+            return config, gen
+        gen = GenerationConfig.from_model_config(config)
+    if processor is not None:  # as load() does for a model without its own eos list
+        _set_generation_ids(type("_M", (), {"generation_config": gen})(), processor.tokenizer)
+    return config, gen
+
+
 def _check_compatible(config, tokenizer, where: str) -> None:
     image_id = tokenizer.convert_tokens_to_ids("<|image|>")
     if image_id != config.image_token_id:
@@ -339,26 +418,159 @@ def _dtype_bytes(name: str) -> int:
     return sizes.get(name, 4)
 
 
-def save(model, processor, out_dir: str | os.PathLike, *, max_shard_size: int | str = "2GB") -> list[str]:
+def weights_dtype(directory: str | os.PathLike) -> str | None:
+    """The dtype of a model directory's weights (``bf16``, ``fp32``, ``fp16``) from the header of its
+    first safetensors shard (no tensor is read); None without safetensors."""
+    d = Path(directory)
+    index = d / INDEX_NAME
+    if index.is_file():
+        try:
+            first = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))[0]
+        except (json.JSONDecodeError, KeyError, IndexError):
+            return None
+        path = d / first
+    else:
+        path = d / SINGLE_NAME
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    names = {"BF16": "bf16", "F32": "fp32", "F16": "fp16"}
+    for key, meta in header.items():
+        if key != "__metadata__":
+            return names.get(meta.get("dtype"))
+    return None
+
+
+def _dtype_name(torch_dtype) -> str:
+    import torch
+
+    return {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[torch_dtype]
+
+
+def save(model, processor, out_dir: str | os.PathLike, *, max_shard_size: int | str = "2GB",
+         source: str | os.PathLike | None = None, dtype: Any = None) -> list[str]:
     """Writes ``model`` and ``processor`` to ``out_dir`` in Hugging Face format.
 
+    ``source``: the checkpoint directory the model was loaded from; its model files (``MODEL_FILES``)
+    are copied unchanged and ``processor`` is not written. ``dtype`` (``auto``/None, ``fp32``, ``bf16``,
+    ``fp16``): of the saved weights; auto keeps the source's (the model's own without a source).
     Other files in ``out_dir`` are kept, except earlier weight shards and their index.
     Returns the names of the files written (all directly in ``out_dir``), sorted.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    src = Path(source) if source is not None else None
+    src_dtype = weights_dtype(src) if src is not None else None
+    if dtype in (None, "auto"):
+        target = _torch_dtype(src_dtype) if src_dtype else next(model.parameters()).dtype
+    else:
+        target = _torch_dtype(dtype)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()}
     for stale in list(out.glob("model*.safetensors")) + [out / INDEX_NAME]:
         if stale.is_file():
             stale.unlink()
-    if processor is not None:
+    if processor is not None and model.generation_config.eos_token_id is None:
         _set_generation_ids(model, processor.tokenizer)
-    model.save_pretrained(str(out), max_shard_size=max_shard_size)
+    state = {k: v.detach().to(target) for k, v in model.state_dict().items()}
+    model.save_pretrained(str(out), max_shard_size=max_shard_size, state_dict=state)
     _write_single_shard_index(out)
-    if processor is not None:
-        processor.save_pretrained(str(out))
-        # Tools that predate processor_config.json (vLLM, older transformers) read this file.
-        processor.image_processor.save_pretrained(str(out))
+    if src is not None:
+        carried = _carry_model_files(src, out, _dtype_name(target), model.config.to_dict())
+    else:  # transformers writes the dtype of the parameters in memory, not of the saved state
+        carried = []
+        cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+        cfg["dtype"] = _dtype_name(target)
+        (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if processor is not None and not any(f in carried for f in _TOKENIZER_FILES):
+        save_processor(processor, out, model.config.model_type, keep=carried)
     return sorted(
         p.name for p in out.iterdir() if p.is_file() and before.get(p.name) != p.stat().st_mtime_ns
     )
+
+
+def _carry_model_files(src: Path, out: Path, dtype: str, config: dict) -> list[str]:
+    """Copies ``MODEL_FILES`` of ``src`` into ``out`` byte for byte. config.json is rewritten only where
+    the model's config (``config``, ``to_dict()``) now says otherwise (another weight dtype,
+    extend-context's max_position_embeddings), in the source's own layout. Returns the names copied."""
+    done = []
+    for name in MODEL_FILES:
+        f = src / name
+        if not f.is_file():
+            continue
+        if name == "config.json":
+            source = json.loads(f.read_text(encoding="utf-8"))
+            patched = _patched_config(source, config, dtype)
+            if patched != source:
+                (out / name).write_text(json.dumps(patched, indent=2) + "\n", encoding="utf-8")
+                done.append(name)
+                continue
+        shutil.copyfile(f, out / name)
+        if name in _LEGACY_NAMED and '"GlmvProcessor"' in f.read_text(encoding="utf-8"):
+            _rename_legacy_processor(out / name, config.get("model_type", "glm4v"))
+        done.append(name)
+    return done
+
+
+_LEGACY_NAMED = ("processor_config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def _rename_legacy_processor(path: Path, model_type: str) -> None:
+    """A file older glmv versions wrote naming ``GlmvProcessor``: named transformers' class instead."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if data.get("processor_class") == "GlmvProcessor":
+        data["processor_class"] = PROCESSOR_CLASSES.get(model_type, "Glm4vProcessor")
+        path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _patched_config(source: dict, new: dict, dtype: str) -> dict:
+    """``source`` (a config.json) with each value it holds replaced by ``new``'s where they differ, and
+    every dtype key set to ``dtype``; keys only ``new`` has (transformers' defaults) are not added."""
+    out = {}
+    for k, v in source.items():
+        if k in ("dtype", "torch_dtype"):
+            out[k] = dtype
+        elif k == "transformers_version" or k not in new:
+            out[k] = v
+        elif isinstance(v, dict) and isinstance(new[k], dict):
+            out[k] = _patched_config(v, new[k], dtype)
+        else:
+            out[k] = new[k]
+    return out
+
+
+def save_processor(processor, out: Path, model_type: str = "glm4v", keep: tuple | list = ()) -> None:
+    """Writes a glmv-built processor as transformers' own processor of ``model_type`` would be saved:
+    tokenizer files, chat template, ``processor_config.json`` / ``preprocessor_config.json`` /
+    ``video_preprocessor_config.json``, each naming the transformers class (never ``GlmvProcessor``).
+    Files named in ``keep`` (carried from a source) are left as they are."""
+    from glmv_cli.modeling.video_processor import GlmvVideoProcessor
+
+    cls = PROCESSOR_CLASSES.get(model_type, "Glm4vProcessor")
+    saved = {f: (out / f).read_bytes() for f in keep if (out / f).is_file()}
+    processor.save_pretrained(str(out))
+    # Tools that predate processor_config.json (vLLM, older transformers) read this file.
+    processor.image_processor.save_pretrained(str(out))
+    vp = GlmvVideoProcessor.from_image_processor(processor)
+    video = {"size": dict(vp.size), "patch_size": vp.patch_size, "temporal_patch_size": vp.temporal_patch_size,
+             "merge_size": vp.merge_size, "image_mean": list(vp.image_mean), "image_std": list(vp.image_std),
+             "do_rescale": True, "rescale_factor": vp.rescale_factor, "do_normalize": True, "do_resize": True,
+             "do_convert_rgb": True, "do_sample_frames": True, "resample": 3, "fps": vp.fps,
+             "max_duration": int(vp.max_duration), "video_processor_type": _VIDEO_PROCESSOR_TYPES[cls]}
+    (out / "video_preprocessor_config.json").write_text(json.dumps({**video, "processor_class": cls}, indent=2) + "\n",
+                                                         encoding="utf-8")
+    for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json"):
+        f = out / name
+        if not f.is_file():
+            continue
+        data = json.loads(f.read_text(encoding="utf-8"))
+        data["processor_class"] = cls
+        if name == "processor_config.json":
+            data["video_processor"] = video
+        for d in (data, data.get("image_processor") or {}):
+            if "image_processor_type" in d:
+                d["image_processor_type"] = _IMAGE_PROCESSOR_TYPES[cls]
+        f.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    for f, blob in saved.items():
+        (out / f).write_bytes(blob)

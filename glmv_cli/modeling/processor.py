@@ -3,10 +3,11 @@
 transformers' ``Glm4vProcessor`` requires a video processor, and GLM-4V's video processor
 needs torchvision, which no torch 2.13 CPU wheel has. ``GlmvProcessor`` is the same processor
 minus video: ``Glm4vImageProcessorPil`` + the tokenizer, the same ``<|image|>`` expansion
-(one token per 2x2 merged patch: t·h·w / merge²) and the same ``mm_token_type_ids``. It is
-registered with ``AutoProcessor`` under its class name, so a glmv-saved directory
-(``processor_config.json`` says ``"processor_class": "GlmvProcessor"``) loads with
-``AutoProcessor.from_pretrained`` once ``glmv_cli.modeling`` is imported. Videos go through
+(one token per 2x2 merged patch: t·h·w / merge²) and the same ``mm_token_type_ids``. glmv builds
+it at load time (``modeling.io``) for any GLM-4V directory; a saved model's files name transformers'
+own ``Glm4vProcessor`` (or ``Glm46VProcessor``), so plain transformers loads a real processor. The
+class is still registered with ``AutoProcessor`` under its name for directories that older glmv
+versions saved naming it. Videos go through
 :mod:`glmv_cli.modeling.video_processor` (``video_processor_for(processor)``, ``prepare_video``),
 glmv's torchvision-free twin of ``Glm4vVideoProcessor``, with the same pixel budget as the images.
 

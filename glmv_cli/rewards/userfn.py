@@ -24,6 +24,9 @@ from typing import Any, Callable
 
 from glmv_cli.errors import GlmvError
 
+REWARD_FN_HELP = ("Your own reward, package.module:function, called as glmv_cli.rewards.score is: (prompt, response, "
+                  "reference, domain, extra) -> float in [0, 1]. glmv imports the module (running your code) and "
+                  "scores every domain with it in place of the gates and verifiers, under the verifier timeout.")
 _DOTTED = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*")
 _LOADED: dict[str, Callable[..., Any]] = {}
 

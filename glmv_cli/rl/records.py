@@ -4,13 +4,16 @@ RL records are chat records (``glmv_cli.data.schema``) that also carry the refer
 and the ``domain`` whose verifier scores a response. Both are checked up front, before any model
 is built, because a missing reference or a domain without a verifier would otherwise only show
 as a zero reward hours into a run: every record gets a message naming file, line and field, and
-an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``;
-any domain with a top-level ``reward_fn``). Each reference is validated by its domain's verifier
-(``glmv_cli.rewards.check_reference``): one no verifier can read (``"one"`` for counting) is an
-error naming the record, an unambiguous spelling is normalised (``"1.0"`` -> ``"1"``).
+an unknown domain lists the domains the reward registry knows (built-in plus ``--reward-config``).
 
-``--data`` is a JSONL file or a ``glmv synth`` artifact (its ``rl.jsonl``); with a synth artifact
-and no ``--eval-data``, its ``eval.jsonl`` is the held-out set.
+``--data`` is a ``glmv synth`` artifact (its ``rl.jsonl``; with no ``--eval-data`` its
+``eval.jsonl`` is the held-out set) or any input :mod:`glmv_cli.data.formats` reads: JSONL, JSON
+arrays, parquet / Arrow files, ``datasets`` folders and ``hf:owner/name``, in glmv, messages,
+sharegpt, verl or easyr1 rows. ``--domain-map`` / ``--default-domain`` decide the domain of rows
+whose own (e.g. verl's ``data_source``) is no verifier's name.
+
+:func:`check_boxed_prompts` refuses, up front, prompts that ask for ``\\boxed{}`` answers when the
+reward's format gate would score every such answer 0.
 
 Offline grades (``--grades``) come from a ``glmv grade-difficulty`` artifact's ``results.jsonl``
 (``{"id", "domain", "grade", ...}`` per sample). A grade artifact of another dataset is refused:
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,10 +53,12 @@ class RLRecord:
 @dataclass
 class RLData:
     records: list[RLRecord]
-    path: Path
+    path: Path | str
     manifest: Any = None  # the synth artifact's Manifest when --data is an artifact
     eval_default: Path | None = None
     skipped: dict[str, int] = field(default_factory=dict)
+    fingerprint: str = ""  # SHA-256 of the data (file, folder or Hub dataset), for run fingerprints
+    format: str = "glmv"
 
     @property
     def ids(self) -> list[str]:
@@ -63,84 +69,108 @@ class RLData:
         return [r.domain for r in self.records]
 
 
-def resolve_data(path: str | Path, *, what: str = "--data") -> tuple[Path, Any, Path | None]:
-    """(JSONL file, synth manifest or None, default eval file or None) of ``--data``."""
-    from glmv_cli.artifacts import read_manifest
+def resolve_data(path: str | Path, *, what: str = "--data") -> tuple[str, Any, Path | None]:
+    """(data spec, synth manifest or None, default eval file or None) of ``--data``: a synth
+    artifact gives its rl.jsonl and eval.jsonl; anything else (a file, a datasets folder,
+    ``hf:owner/name``) is read by its container."""
+    from glmv_cli.artifacts import MANIFEST, read_manifest
+    from glmv_cli.data.formats.containers import HUB_PREFIX, is_dataset_folder
 
+    if str(path).startswith(HUB_PREFIX):
+        return str(path), None, None
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() and (p / MANIFEST).is_file():
         m = read_manifest(p, what=what)
         f = p / "rl.jsonl"
         if not f.is_file():
             raise GlmvError(f"{what} '{p}' has no rl.jsonl (expected a glmv synth artifact or an RL JSONL file)")
         ev = p / "eval.jsonl"
-        return f, m, ev if ev.is_file() else None
-    if not p.is_file():
+        return str(f), m, ev if ev.is_file() else None
+    if not p.exists():
         raise GlmvError(f"{what} '{p}' does not exist")
-    return p, None, None
+    if p.is_dir() and not is_dataset_folder(p):
+        read_manifest(p, what=what)  # says what a glmv artifact directory lacks
+    return str(p), None, None
 
 
-def _answer(raw: dict[str, Any], p: Path, ln: int) -> str:
+def _domain_of(rec: Any, domains: Any, known: list[str], reward_config: Any) -> str:
+    """The verifier domain of a record after --domain-map / --default-domain, checked."""
     from glmv_cli.data.schema import RecordError
 
-    ans = raw.get("answer")
+    raw = rec.meta.get("domain")
+    dom = domains.apply(raw) if domains is not None else raw
+    if not isinstance(dom, str) or not dom:
+        raise RecordError(rec.path, rec.line, "domain", "missing (a non-empty string naming the verifier's domain; "
+                          f"known: {', '.join(known)}; rows without one take --default-domain)", "bad_field")
+    if not reward_config.accepts(dom):
+        hint = ""
+        if dom == raw:
+            ability = (rec.meta.get("extra") or {}).get("ability")
+            hint = f"; map it with --domain-map '{raw}=DOMAIN'" + (f" (the row's ability is '{ability}')"
+                                                                    if isinstance(ability, str) else "")
+        raise RecordError(rec.path, rec.line, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}{hint}",
+                          "bad_field")
+    return dom
+
+
+def _answer(rec: Any) -> str:
+    """The reference answer as text: a number ("answer": 3) reads as its decimal text."""
+    from glmv_cli.data.schema import RecordError
+
+    ans = rec.meta.get("answer")
     if isinstance(ans, (int, float)) and not isinstance(ans, bool) and math.isfinite(ans):
-        return str(ans)  # a numeric reference ("answer": 3) reads as its decimal text
+        return str(ans)
     if ans is None:
-        raise RecordError(p, ln, "answer", "missing reference answer (RL rewards verify each response against "
-                          "the record's 'answer', a non-empty string)", "bad_field")
+        raise RecordError(rec.path, rec.line, "answer", "missing reference answer (RL rewards verify each response "
+                          "against the record's 'answer', a non-empty string)", "bad_field")
     if not isinstance(ans, str) or not ans.strip():
         got = "an empty string" if isinstance(ans, str) else f"{type(ans).__name__} {ans!r}"
-        raise RecordError(p, ln, "answer", f"expected a non-empty string (or a number), got {got}", "bad_field")
+        raise RecordError(rec.path, rec.line, "answer", f"expected a non-empty string (or a number), got {got}",
+                          "bad_field")
     return ans
 
 
-def _check_rl_record(line: str, p: Path, ln: int, reward_config: Any, seen: set[str]) -> RLRecord:
-    """One JSONL line as a validated RL record, or a RecordError naming file, line and field; the
-    reference is checked (and normalised, e.g. counting "1.0" -> "1") by the domain's verifier."""
-    from glmv_cli.data.schema import RecordError, parse_record
+def rl_record(rec: Any, reward_config: Any, domains: Any, known: list[str], seen: set[str]) -> RLRecord:
+    """One parsed record as a validated RL record, or a RecordError naming file, line and field: the
+    prompt, the domain, the reference (checked and normalised by the domain's verifier, e.g.
+    counting "1.0" -> "1") and every image (readable, aspect ratio) -- now, not at step 1 of a run."""
+    from glmv_cli.data.encode import image_grids
+    from glmv_cli.data.schema import RecordError
     from glmv_cli.rewards.validation import check_reference
 
-    known = reward_config.known_domains()
-    rec = parse_record(line, path=str(p), line=ln, mode="pretrain")
-    raw = json.loads(line)
+    p, ln = rec.path, rec.line
     if rec.kind != "chat":
         raise RecordError(p, ln, "messages", "missing (an RL record needs 'messages')", "bad_field")
     if not any(m["role"] == "user" for m in rec.messages):
         raise RecordError(p, ln, "messages", "no user turn to prompt with", "bad_field")
-    ans = _answer(raw, p, ln)
-    dom = raw.get("domain")
-    if not isinstance(dom, str) or not dom:
-        raise RecordError(p, ln, "domain", "missing (a non-empty string naming the verifier's domain; known: "
-                          f"{', '.join(known)})", "bad_field")
-    if not reward_config.accepts(dom):
-        raise RecordError(p, ln, "domain", f"unknown domain '{dom}'; known: {', '.join(known)}", "bad_field")
-    extra = raw.get("extra") if isinstance(raw.get("extra"), dict) else None
+    ans = _answer(rec)
+    dom = _domain_of(rec, domains, known, reward_config)
+    if rec.id in seen:
+        raise RecordError(p, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
+    extra = rec.meta.get("extra") if isinstance(rec.meta.get("extra"), dict) else None
     try:
         ans = check_reference(ans, dom, reward_config, extra)
     except GlmvError as e:
         raise RecordError(p, ln, "answer", str(e), "bad_field") from None
-    if rec.id in seen:
-        raise RecordError(p, ln, "id", f"id '{rec.id}' appears twice; ids must be unique", "bad_field")
-    return RLRecord(rec.id, dom, ans, rec, extra, raw.get("difficulty"))
+    image_grids(rec)
+    return RLRecord(rec.id, dom, ans, rec, extra, rec.meta.get("difficulty"))
 
 
-def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail",
-                    what: str = "--data", limit: int | None = None) -> tuple[list[RLRecord], dict[str, int]]:
-    """Reads and validates RL records (used by rlcs and grade-difficulty); ``on_bad='skip'`` counts
-    bad ones by reason instead; ``limit`` keeps the first N usable records."""
-    from glmv_cli.data.encode import image_grids
-    from glmv_cli.data.jsonl import iter_lines
+def read_rl_source(src: Any, fmt: str, reward_config: Any, *, on_bad: str = "fail", what: str = "--data",
+                   limit: int | None = None, domains: Any = None) -> tuple[list[RLRecord], dict[str, int]]:
+    """Reads and validates the RL records of an opened source (any container, any row format)."""
+    from glmv_cli.data.formats import iter_records
     from glmv_cli.data.schema import RecordError
 
-    p = Path(path)
     out: list[RLRecord] = []
     bad: dict[str, int] = {}
     seen: set[str] = set()
-    for ln, line in iter_lines(p, what):
+    known = reward_config.known_domains()
+    for _, item in iter_records(src, fmt, "pretrain"):
         try:
-            r = _check_rl_record(line, p, ln, reward_config, seen)
-            image_grids(r.record)  # unreadable image, aspect ratio: now, not at step 1 of the run
+            if isinstance(item, RecordError):
+                raise item
+            r = rl_record(item, reward_config, domains, known, seen)
         except RecordError as e:
             if on_bad == "fail":
                 raise
@@ -151,14 +181,36 @@ def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail
         if limit is not None and len(out) >= limit:
             break
     if not out:
-        raise GlmvError(f"{what} '{p}' has no usable RL records")
+        raise GlmvError(f"{what} '{src.name}' has no usable RL records")
     return out, bad
 
 
-def load_data(path: str | Path, reward_config: Any, *, on_bad: str = "fail") -> RLData:
-    f, m, ev = resolve_data(path)
-    recs, bad = load_rl_records(f, reward_config, on_bad=on_bad)
-    return RLData(recs, f, m, ev, bad)
+def load_rl_records(path: str | Path, reward_config: Any, *, on_bad: str = "fail", what: str = "--data",
+                    limit: int | None = None, source: Any = None, domains: Any = None
+                    ) -> tuple[list[RLRecord], dict[str, int]]:
+    """Reads and validates RL records (used by rlcs and grade-difficulty); ``on_bad='skip'`` counts
+    bad ones by reason instead; ``limit`` keeps the first N usable records. ``source`` (a
+    DataFormatConfig) says how the input is read, ``domains`` (a DomainConfig) maps its domains."""
+    from glmv_cli.data.formats.options import DataFormatConfig
+
+    cfg = source or DataFormatConfig()
+    src = cfg.open(str(path), what=what)
+    return read_rl_source(src, cfg.format_of(src), reward_config, on_bad=on_bad, what=what, limit=limit,
+                          domains=domains)
+
+
+def load_data(path: str | Path, reward_config: Any, *, on_bad: str = "fail", source: Any = None,
+              domains: Any = None, limit: int | None = None) -> RLData:
+    """``--data`` resolved (synth artifact or any container), read and checked."""
+    from glmv_cli.data.formats.options import DataFormatConfig
+
+    spec, m, ev = resolve_data(path)
+    cfg = source or DataFormatConfig()
+    src = cfg.open(spec, what="--data")
+    fmt = cfg.format_of(src)
+    recs, bad = read_rl_source(src, fmt, reward_config, on_bad=on_bad, limit=limit, domains=domains)
+    shown: Path | str = Path(spec) if not spec.startswith("hf:") else spec
+    return RLData(recs, shown, m, ev, bad, src.fingerprint(), fmt)
 
 
 def _synth_sha(m: Any) -> str | None:
@@ -211,3 +263,44 @@ def load_grades(grade_dir: str | Path, data: RLData) -> dict[str, float]:
             raise GlmvError(f"--grades '{grade_dir}' grades another dataset: record '{i}' has domain '{d}' there "
                             f"but '{by_id[i].domain}' in --data '{data.path}'; run glmv grade-difficulty on this --data")
     return {i: float(rows[i]["grade"]) for i in shared}
+
+
+_BOXED = re.compile(r"\\boxed(?![A-Za-z])")
+
+
+def _asks_for_boxed(rec: Any) -> bool:
+    """Does the prompt (system and user turns up to the last user turn) mention ``\\boxed``?"""
+    from glmv_cli.generation.prompts import prompt_messages
+
+    for m in prompt_messages(rec.messages):
+        if m["role"] != "assistant":
+            for part in m["content"]:
+                if part["type"] == "text" and _BOXED.search(part["text"]):
+                    return True
+    return False
+
+
+def check_boxed_prompts(records: list[RLRecord], reward_config: Any, what: str = "--data") -> None:
+    """Refuses prompts that ask for ``\\boxed{}`` answers when every such answer would score 0.
+
+    verl and EasyR1 prompt sets say "put the final answer in \\boxed{}"; glmv's format gate wants
+    GLM's ``<|begin_of_box|>`` tokens and by default fails an answer holding ``\\boxed`` (reason
+    ``boxed``), so such a run would learn from all-zero rewards. A user reward function
+    (``--reward-fn``) reads whole responses, and a gate with ``forbid_boxed: false`` and
+    ``require_box: false`` passes the answer part to the verifier (math-verify reads ``\\boxed{}``);
+    either makes the data usable.
+    """
+    gates = reward_config.gates
+    if getattr(reward_config, "reward_fn", None) or not (gates.forbid_boxed or gates.require_box):
+        return
+    asking = [r for r in records if _asks_for_boxed(r.record)]
+    if not asking:
+        return
+    ex = asking[0]
+    raise GlmvError(
+        f"{what}: {len(asking)} of {len(records)} prompts ask for a \\boxed{{}} answer (e.g. record '{ex.id}' at "
+        f"{ex.record.where}), but the reward's format gate scores such answers 0 (forbid_boxed "
+        f"{str(gates.forbid_boxed).lower()}, require_box {str(gates.require_box).lower()}: GLM answers inside "
+        "<|begin_of_box|>...<|end_of_box|>). Score them with your own function (--reward-fn "
+        "package.module:function), or give a --reward-config whose gates set forbid_boxed: false and "
+        "require_box: false (the math verifier reads \\boxed{}), or rewrite the prompts to ask for GLM's box")

@@ -73,6 +73,7 @@ class TrainerOptions:
     style: str = "glm41v"
     reward_workers: int = 1          # verifier processes (1: in this process)
     judge_threads: int = 16          # threads for LLM-judge calls
+    template: str | None = None      # the policy checkpoint's own chat template (None: glmv's rendering)
 
 
 class RLCSTrainer:
@@ -138,7 +139,7 @@ class RLCSTrainer:
             from glmv_cli.generation import prompt_from_record
 
             p = prompt_from_record(self.by_id[rid].record, self.tok, self.processor.image_processor,
-                                   style=self.opts.style)
+                                   style=self.opts.style, template=self.opts.template)
             self._prompts[rid] = p
         return p
 
@@ -285,8 +286,8 @@ class RLCSTrainer:
             return {}
         n = max(1, self.opts.eval_samples)
         mine = sharding.shard(records, self.rank, self.world)
-        prompts = [prompt_from_record(r.record, self.tok, self.processor.image_processor, style=self.opts.style)
-                   for r in mine]
+        prompts = [prompt_from_record(r.record, self.tok, self.processor.image_processor, style=self.opts.style,
+                                      template=self.opts.template) for r in mine]
         sp = self.sampling_params(temperature=self.opts.eval_temperature)
         t0 = time.perf_counter()
         outs = self._generate(prompts, sp, n, self.opts.seed + 7_777_777)

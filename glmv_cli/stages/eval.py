@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from glmv_cli.artifacts import Manifest, read_manifest, write_json
+from glmv_cli.data.images import ImageSizeConfig
+from glmv_cli.generation.options import EngineOptions
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -48,7 +50,8 @@ class EvalOptions:
                                          "jsonl|json|tsv or a copy of the Hub repo's files (a glmv synth artifact for "
                                          "the synth task). No network.")
     limit: Optional[int] = opt(None, "At most N rows per task.", min=1)
-    batch_size: int = opt(8, "Prompts generated together.", min=1)
+    batch_size: int = opt(8, "Prompts generated together (and the resume unit). With --engine server they are all "
+                             "in flight at once: raise it (e.g. 256) for a server's throughput.", min=1)
     thinking_budget: int = opt(8192, "Thinking tokens before the answer is forced (paper: 8192).", min=1)
     answer_budget: int = opt(8192, "Answer tokens after a forced answer (paper: 8192).", min=1)
     temperature: float = opt(0.0, "Sampling temperature (0 = greedy).", min=0)
@@ -71,6 +74,8 @@ class EvalOptions:
     judge_api_key_env: Optional[str] = opt(None, "Environment variable holding the judge's API key (never the key "
                                                  "itself).")
     overwrite: bool = opt(False, "Replace an existing --out.")
+    images: ImageSizeConfig = field(default_factory=ImageSizeConfig)
+    generation: EngineOptions = field(default_factory=EngineOptions)
 
     def check(self) -> None:
         from glmv_cli.evaluation.registry import SUITES
@@ -186,6 +191,7 @@ def _fingerprint(opts: EvalOptions, tasks: list[str], model_manifest: Manifest |
     keys = ("model", "data_dir", "limit", "thinking_budget", "answer_budget", "temperature", "top_p", "seed",
             "style", "judge_url", "judge_model")
     d: dict[str, Any] = {k: getattr(opts, k) for k in keys}
+    d["images"] = [opts.images.image_min_pixels, opts.images.image_max_pixels]
     d["tasks"] = tasks
     d["model_manifest_sha256"] = model_manifest.sha256 if model_manifest is not None else None
     return json.loads(json.dumps(d, default=str))
@@ -244,7 +250,9 @@ def _generator_factory(opts: EvalOptions, generator: Any):
             settings = GenSettings(thinking_budget=opts.thinking_budget, answer_budget=opts.answer_budget,
                                    temperature=opts.temperature, top_p=opts.top_p, seed=opts.seed)
             box[0] = load_generator(str(opts.model), settings, batch_size=opts.batch_size, device=opts.device,
-                                    dtype=opts.dtype, style=None if opts.style == "auto" else opts.style)
+                                    dtype=opts.dtype, style=None if opts.style == "auto" else opts.style,
+                                    image_min_pixels=opts.images.image_min_pixels,
+                                    image_max_pixels=opts.images.image_max_pixels, engine=opts.generation)
         return box[0]
     return get
 

@@ -35,31 +35,35 @@ writes, byte for byte in ``results.jsonl``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from glmv_cli.artifacts import Manifest, read_manifest, sha256_file
+from glmv_cli.data.formats.options import DataFormatConfig, DomainConfig
+from glmv_cli.data.images import ImageSizeConfig
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
+from glmv_cli.rewards.userfn import REWARD_FN_HELP
 
 STAGE = "grade-difficulty"
 ROLLOUTS = "rollouts.jsonl"
 RESULTS = "results.jsonl"
 SHARD_GLOB = "rollouts.rank-*.jsonl"
-# Options that decide the rollouts; a resumed run must match them.
+# Options that decide the rollouts and their rewards; a resumed run must match them.
 _ROLLOUT_KEYS = ("engine", "models", "k", "temperature", "top_p", "max_new_tokens", "thinking_budget", "answer_budget",
-                 "style", "batch_size", "limit", "seed")
+                 "style", "batch_size", "limit", "seed", "reward_fn", "format", "split", "subset", "domain_map",
+                 "default_domain", "image_min_pixels", "image_max_pixels")
 
 
 @dataclass
 class GradeDifficultyOptions:
-    data: Path = opt(help="RL records: a JSONL file or a glmv synth artifact (its rl.jsonl).")
+    data: str = opt(help="RL records: a glmv synth artifact (its rl.jsonl), a JSONL / JSON / parquet / Arrow file, a "
+                         "datasets folder or hf:owner/name, in any format --format reads (verl and EasyR1 rows too).")
     models: list[str] = opt(help="A model to grade with (glmv model artifact, HF directory or Hub id, or a preset); "
                                  "repeat for several.", flag="--model")
     out: Path = opt(help="Output artifact directory.")
@@ -85,12 +89,16 @@ class GradeDifficultyOptions:
     seed: int = opt(0, "Seed of the rollouts (each rollout has its own seed derived from it).")
     device: str = opt("auto", "auto, cpu or cuda[:N].")
     reward_config: Optional[Path] = opt(None, "rewards.yaml (domain verifiers, gates).")
+    reward_fn: Optional[str] = opt(None, REWARD_FN_HELP)
     on_bad: str = opt("fail", "fail or skip bad records (skips are counted).", choices=("fail", "skip"))
     save_responses: bool = opt(False, "Keep response texts in rollouts.jsonl.")
     resume: str = opt("auto", "auto: keep the finished chunks of an interrupted run on the same --out (the same "
                               "options are required) and grade only the rest; never: start over.",
                       choices=("never", "auto"))
     overwrite: bool = opt(False, "Replace an existing --out artifact.")
+    source: DataFormatConfig = field(default_factory=DataFormatConfig)
+    domains: DomainConfig = field(default_factory=DomainConfig)
+    images: ImageSizeConfig = field(default_factory=ImageSizeConfig)
 
     def check(self) -> None:
         if not self.models:
@@ -116,21 +124,6 @@ class GradeDifficultyOptions:
         from glmv_cli import options
 
         return options.validate(self)
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _data_file(data: Path) -> tuple[Path, Manifest | None]:
-    if data.is_dir():
-        m = read_manifest(data, what="--data")
-        f = data / "rl.jsonl"
-        if not f.is_file():
-            raise GlmvError(f"--data '{data}' has no rl.jsonl (expected a glmv synth artifact or an RL JSONL file)")
-        return f, m
-    if not data.is_file():
-        raise GlmvError(f"--data '{data}' does not exist")
-    return data, None
 
 
 # ----------------------------------------------------------------------------- progress file
@@ -205,23 +198,15 @@ def _device(opt: str, world: int) -> str:
     return opt
 
 
-def _style_for(model, opt: str) -> str:
-    if opt != "auto":
-        return opt
-    from glmv_cli.data.chat import style_for_model_type
-
-    return style_for_model_type(getattr(model.config, "model_type", "glm4v"))
-
-
 def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
-    """(engine, tokenizer, records -> prompts, style) for one --model."""
-    from glmv_cli.data.chat import render_prompt, style_for_model_type
+    """(engine, tokenizer, records -> prompts, style) for one --model; prompts in the model's own
+    chat format (``ChatFormat``: its template when it ships one)."""
+    from glmv_cli.data.images import apply_pixel_limits, open_image
+    from glmv_cli.data.template import ChatFormat
     from glmv_cli.generation import HFEngine, TextPrompt, VLLMEngine, prompt_from_record, prompt_messages
 
     if opts.engine == "vllm":
-        from PIL import Image
-
-        from glmv_cli.modeling import load_processor
+        from glmv_cli.modeling import load_processor, model_type
 
         if not (Path(spec) / "config.json").is_file():
             raise GlmvError(f"--engine vllm needs each --model to be a model directory, got '{spec}'")
@@ -230,19 +215,19 @@ def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
             idx = int(dev.split(":")[1])
             os.environ["CUDA_VISIBLE_DEVICES"] = visible[idx] if visible != [""] and idx < len(visible) else str(idx)
         processor = load_processor(spec)
+        size = apply_pixel_limits(processor.image_processor, opts.images)
         tok = processor.tokenizer
-        mt = json.loads((Path(spec) / "config.json").read_text(encoding="utf-8")).get("model_type", "glm4v")
-        style = opts.style if opts.style != "auto" else style_for_model_type(mt)
-        engine = VLLMEngine(spec, tokenizer=tok, model_tag=tag)
+        fmt = ChatFormat.of(processor, model_type(spec), opts.style)
+        style = fmt.style
+        # vLLM runs the model's HF processor itself; the same size goes to it as a processor kwarg
+        mm = {"mm_processor_kwargs": {"size": size}} if opts.images.is_set else {}
+        engine = VLLMEngine(spec, tokenizer=tok, model_tag=tag, **mm)
 
         def make_vllm(records):
             out = []
             for rec in records:
-                images = []
-                for p in rec.images:
-                    with Image.open(p) as im:
-                        images.append(im.convert("RGB"))
-                text = render_prompt(prompt_messages(rec.messages), style=style, add_generation_prompt=True)
+                images = [open_image(src) for src in rec.images]
+                text = fmt.prompt_text(prompt_messages(rec.messages))
                 out.append(TextPrompt(rec.id, text, images))
             return out
 
@@ -251,16 +236,20 @@ def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
     from glmv_cli.modeling import load as load_model
 
     model, processor = load_model(spec)
+    apply_pixel_limits(processor.image_processor, opts.images)
     model.to(dev).eval()
-    style = _style_for(model, opts.style)
+    fmt = ChatFormat.of(processor, getattr(model.config, "model_type", "glm4v"), opts.style)
     tok = processor.tokenizer
     engine = HFEngine(model, tok, batch_size=opts.batch_size * opts.k, model_tag=tag)
-    return engine, tok, lambda records: [prompt_from_record(r, tok, processor.image_processor, style=style)
-                                         for r in records], style
+    return engine, tok, lambda records: [prompt_from_record(r, tok, processor.image_processor, style=fmt.style,
+                                                            template=fmt.template) for r in records], fmt.style
 
 
 def _rollout_fingerprint(opts: GradeDifficultyOptions, data_sha: str) -> dict[str, Any]:
-    d = {k: getattr(opts, k) for k in _ROLLOUT_KEYS}
+    from glmv_cli import options as O
+
+    flat = O.flat_dict(opts)
+    d = {k: flat[k] for k in _ROLLOUT_KEYS}
     d["data_sha256"] = data_sha
     d["reward_config_sha256"] = sha256_file(opts.reward_config) if opts.reward_config else None
     return json.loads(json.dumps(d))
@@ -286,19 +275,20 @@ def _grade(opts: GradeDifficultyOptions, world: int, rank: int) -> Manifest | No
     from glmv_cli.lifecycle import StageRun
     from glmv_cli.rewards.scoring import load_config
     from glmv_cli.rl.difficulty import read_human_labels
-    from glmv_cli.rl.records import load_rl_records
+    from glmv_cli.rl.records import check_boxed_prompts, load_data
     from glmv_cli.training import dist
 
-    data_file, data_manifest = _data_file(Path(opts.data))
-    reward_cfg = load_config(opts.reward_config)
-    recs, bad = load_rl_records(data_file, reward_cfg, on_bad=opts.on_bad, limit=opts.limit or None)
+    reward_cfg = load_config(opts.reward_config, reward_fn=opts.reward_fn)
+    data = load_data(opts.data, reward_cfg, on_bad=opts.on_bad, source=opts.source, domains=opts.domains,
+                     limit=opts.limit or None)
+    recs, bad, data_manifest = data.records, data.skipped, data.manifest
+    check_boxed_prompts(recs, reward_cfg)
     labels = read_human_labels(opts.human_labels) if opts.human_labels else {}
-    data_sha = hashlib.sha256(data_file.read_bytes()).hexdigest()
     inputs = [data_manifest] if data_manifest else []
     for spec in opts.models:  # model artifacts (e.g. from glmv sft) join the lineage
         if (Path(spec) / "manifest.json").is_file():
             inputs.append(read_manifest(spec, what="--model"))
-    run = StageRun(Path(opts.out), STAGE, _rollout_fingerprint(opts, data_sha), resume=opts.resume == "auto",
+    run = StageRun(Path(opts.out), STAGE, _rollout_fingerprint(opts, data.fingerprint), resume=opts.resume == "auto",
                    overwrite=opts.overwrite, options=O.flat_dict(opts), inputs=inputs, rank0=rank == 0)
     run.check_resume()
     dist.barrier()  # every rank checked the old run before rank 0 (re)opens the staging directory

@@ -30,9 +30,12 @@ from typing import Any, Optional
 
 from glmv_cli import options as O
 from glmv_cli.artifacts import Manifest
+from glmv_cli.data.formats.options import DataFormatConfig, DomainConfig
+from glmv_cli.data.images import ImageSizeConfig
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
+from glmv_cli.rewards.userfn import REWARD_FN_HELP
 from glmv_cli.rl.config import RLCSConfig
 from glmv_cli.training.config import CheckpointConfig, EngineConfig, LogConfig, OptimConfig
 
@@ -54,13 +57,16 @@ class RlcsOptions:
 
     model: str = opt(help="Policy to start from: a glmv model artifact (e.g. glmv sft output), a Hugging Face "
                           "directory or Hub id, or a preset name (random weights; only when asked for).")
-    data: Path = opt(help="RL records: a JSONL file or a glmv synth artifact (its rl.jsonl).")
+    data: str = opt(help="RL records: a glmv synth artifact (its rl.jsonl), a JSONL / JSON / parquet / Arrow file, a "
+                         "datasets folder or hf:owner/name, in any format --format reads (verl and EasyR1 rows too).")
     out: Path = opt(help="Output artifact directory (HF model, metrics.jsonl, eval.jsonl, plots/).")
     steps: int = opt(100, "RL steps (each: rollouts + ppo_epochs x mini_batches optimizer steps).", min=1)
     grades: Optional[Path] = opt(None, "A glmv grade-difficulty artifact of this --data: offline pass rates as the "
                                        "curriculum's prior.")
-    eval_data: Optional[Path] = opt(None, "Held-out records (JSONL or synth artifact; default with --eval-every: the "
-                                          "synth artifact's eval.jsonl).")
+    eval_data: Optional[str] = opt(None, "Held-out records (any --data form; default with --eval-every: the synth "
+                                         "artifact's eval.jsonl).")
+    eval_split: Optional[str] = opt(None, "Split of --eval-data when it is a Hub dataset or datasets folder "
+                                          "(default: --split).")
     eval_every: int = opt(0, "Held-out eval every N steps (also before the first and after the last); 0 = only "
                              "with --eval-data, at start and end.", min=0)
     eval_limit: int = opt(0, "Use only the first N eval records (0 = all).", min=0)
@@ -68,11 +74,13 @@ class RlcsOptions:
     eval_temperature: float = opt(0.0, "Eval sampling temperature (0 = greedy).", min=0)
     reward_config: Optional[Path] = opt(None, "rewards.yaml: verifier registry, gates, LLM-judge endpoints "
                                               "(default: built-in).")
+    reward_fn: Optional[str] = opt(None, REWARD_FN_HELP)
     on_judge_error: str = opt("drop", "drop: groups whose judge call got no verdict are counted and dropped; "
                                       "fail: stop the run.", choices=("drop", "fail"))
     on_bad: str = opt("fail", "fail: stop on the first bad RL record; skip: count it in the manifest and go on.",
                       choices=("fail", "skip"))
-    style: str = opt("auto", "Response format: auto (from the model), glm41v or glm45v.", choices=STYLE_CHOICES)
+    style: str = opt("auto", "Response format: auto (from the model's chat template, else its type), glm41v or "
+                             "glm45v.", choices=STYLE_CHOICES)
     seed: int = opt(0, "Seed of prompt sampling and rollouts.")
     rollout_batch: int = opt(64, "Rows (prompts x group size) decoded together.", min=1)
     micro_batch: int = opt(16, "Policy update: each forward/backward packs rows of up to this many times the "
@@ -87,6 +95,9 @@ class RlcsOptions:
     ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
     rl: RLCSConfig = field(default_factory=RLCSConfig)
+    source: DataFormatConfig = field(default_factory=DataFormatConfig)
+    domains: DomainConfig = field(default_factory=DomainConfig)
+    images: ImageSizeConfig = field(default_factory=ImageSizeConfig)
 
     def check(self, world: int = 1) -> None:
         lc, b, n = self.rl.loss, self.rl.expansion.batch_prompts, self.rl.rollout.group_size
@@ -121,7 +132,7 @@ def _fingerprint(opts: RlcsOptions, data_sha: str, model_id: str, grades_sha: st
     """The options that decide the run; length, eval, checkpointing, logging and memory knobs may change."""
     o = O.flat_dict(opts)
     for k in ("steps", "out", "overwrite", "eval_every", "eval_limit", "eval_samples", "eval_temperature",
-              "eval_data", "model", "data", "grades", "activation_checkpointing", "vision_chunk_images",
+              "eval_data", "eval_split", "model", "data", "grades", "activation_checkpointing", "vision_chunk_images",
               "reward_workers", "judge_threads",
               *(leaf.name for leaf in O.leaves(CheckpointConfig)), *(leaf.name for leaf in O.leaves(LogConfig))):
         o.pop(k)
@@ -146,8 +157,13 @@ def _load_inputs(opts: RlcsOptions) -> _Inputs:
     from glmv_cli.rewards.scoring import load_config
     from glmv_cli.rl.records import load_data, load_grades, load_rl_records, resolve_data
 
-    reward_cfg = load_config(opts.reward_config)
-    data = load_data(opts.data, reward_cfg, on_bad=opts.on_bad)
+    from dataclasses import replace
+
+    from glmv_cli.rl.records import check_boxed_prompts
+
+    reward_cfg = load_config(opts.reward_config, reward_fn=opts.reward_fn)
+    data = load_data(opts.data, reward_cfg, on_bad=opts.on_bad, source=opts.source, domains=opts.domains)
+    check_boxed_prompts(data.records, reward_cfg)
     grades, grade_manifest = None, None
     if opts.grades is not None:
         grades = load_grades(opts.grades, data)
@@ -155,13 +171,14 @@ def _load_inputs(opts: RlcsOptions) -> _Inputs:
     eval_path = opts.eval_data if opts.eval_data is not None else (data.eval_default if opts.eval_every else None)
     eval_recs: list = []
     if eval_path is not None:
-        ep = Path(eval_path)
-        if ep.is_dir():
-            _, _, ev = resolve_data(ep, what="--eval-data")
+        ep = str(eval_path)
+        _, manifest, ev = resolve_data(ep, what="--eval-data")
+        if manifest is not None:  # a synth artifact: its held-out file
             if ev is None:
                 raise GlmvError(f"--eval-data '{ep}' has no eval.jsonl")
-            ep = ev
-        eval_recs, _ = load_rl_records(ep, reward_cfg, what="--eval-data")
+            ep = str(ev)
+        ev_source = replace(opts.source, split=opts.eval_split or opts.source.split)
+        eval_recs, _ = load_rl_records(ep, reward_cfg, what="--eval-data", source=ev_source, domains=opts.domains)
         if opts.eval_limit:
             eval_recs = eval_recs[: opts.eval_limit]
     return _Inputs(data, grades, grade_manifest, eval_recs, reward_cfg)
@@ -169,13 +186,12 @@ def _load_inputs(opts: RlcsOptions) -> _Inputs:
 
 def _build_trainer(opts: RlcsOptions, tcfg: Any, inp: _Inputs, model: Any, processor: Any) -> tuple[Any, Any, str]:
     """(engine, trainer, style) around the loaded policy."""
-    from glmv_cli.data.chat import style_for_model_type
+    from glmv_cli.data.template import ChatFormat
     from glmv_cli.rl.trainer import RLCSTrainer, TrainerOptions
     from glmv_cli.training.engine import Engine
 
-    style = opts.style
-    if style == "auto":
-        style = style_for_model_type(getattr(model.config, "model_type", "glm4v"))
+    fmt = ChatFormat.of(processor, getattr(model.config, "model_type", "glm4v"), opts.style)
+    style = fmt.style
     inp.reward_cfg = inp.reward_cfg.with_style(style)
     ref_model = None
     if opts.rl.loss.kl_coef > 0:
@@ -186,8 +202,8 @@ def _build_trainer(opts: RlcsOptions, tcfg: Any, inp: _Inputs, model: Any, proce
     engine = Engine(model, tcfg, total_steps=opts.steps * lc.ppo_epochs * lc.mini_batches)
     t_opts = TrainerOptions(seed=opts.seed, rollout_batch=opts.rollout_batch, micro_batch=opts.micro_batch,
                             on_judge_error=opts.on_judge_error, eval_temperature=opts.eval_temperature,
-                            eval_samples=opts.eval_samples, style=style, reward_workers=opts.reward_workers,
-                            judge_threads=opts.judge_threads)
+                            eval_samples=opts.eval_samples, style=style, template=fmt.template,
+                            reward_workers=opts.reward_workers, judge_threads=opts.judge_threads)
     trainer = RLCSTrainer(engine, processor, inp.data.records, opts.rl, inp.reward_cfg, t_opts,
                           offline_grades=inp.grades, ref_model=ref_model,
                           log=lambda s: print(s, flush=True) if engine.rank == 0 else None)
@@ -198,10 +214,11 @@ def rlcs(opts: RlcsOptions) -> Manifest | None:
     """Runs (or resumes) RLCS and writes the model artifact (setup -> loop -> finish); the manifest on
     rank 0, None on other ranks (under torchrun / deepspeed: rollouts, update and eval are split
     over the ranks, see ``rl.sharding``)."""
-    from glmv_cli.artifacts import check_out, read_manifest, sha256_file
+    from glmv_cli.artifacts import check_out, read_manifest
+    from glmv_cli.data.images import apply_pixel_limits
     from glmv_cli.lifecycle import StageRun
     from glmv_cli.training import dist
-    from glmv_cli.training.run import export_model, load_model
+    from glmv_cli.training.run import export_model, load_model, model_source
 
     tcfg = opts.validate()
     check_out(opts.out, opts.overwrite)
@@ -209,8 +226,9 @@ def rlcs(opts: RlcsOptions) -> Manifest | None:
     mp = Path(opts.model)
     model_id = read_manifest(mp, what="--model").sha256 if (mp / "manifest.json").is_file() else str(opts.model)
     gm = inp.grade_manifest
-    fp = _fingerprint(opts, sha256_file(inp.data.path), model_id, gm.sha256 if gm is not None else None)
+    fp = _fingerprint(opts, inp.data.fingerprint, model_id, gm.sha256 if gm is not None else None)
     model, processor, model_inputs = load_model(opts.model, seed=opts.seed)
+    image_size = apply_pixel_limits(processor.image_processor, opts.images)  # rollouts and the exported processor
     options = O.flat_dict(opts)
     inputs = [m for m in (inp.data.manifest, *model_inputs, gm) if m is not None]
     run = StageRun(opts.out, STAGE, fp, resume=opts.ckpt.resume == "auto", overwrite=opts.overwrite,
@@ -220,10 +238,11 @@ def rlcs(opts: RlcsOptions) -> Manifest | None:
     try:
         resumed = _setup(run, engine, trainer)
         _loop(opts, run, engine, trainer, inp.eval_recs, resumed)
-        export_model(engine, processor, run.path)
+        export_model(engine, processor, run.path, source=model_source(opts.model), dtype=opts.ckpt.save_dtype)
         dist.barrier()
         if not run.rank0:
             return None
+        run.metrics["image_size"] = image_size
         return _finish(opts, run, engine, inp, resumed, style)
     finally:
         trainer.close()
@@ -304,7 +323,8 @@ def _finish(opts: RlcsOptions, run: Any, engine: Any, inp: _Inputs, resumed: int
     plot_run(metrics, evals, run.path / "plots")
     run.metrics.update(summarize(metrics, evals))
     run.metrics.update({"resumed_from_step": resumed, "records": len(inp.data.records),
-                        "bad_records": inp.data.skipped, "eval_records": len(inp.eval_recs),
+                        "bad_records": inp.data.skipped, "data_format": inp.data.format,
+                        "eval_records": len(inp.eval_recs),
                         "grades_matched": len(inp.grades) if inp.grades else 0, "style": style,
                         "world_size": engine.world, "zero_stage": opts.engine.zero_stage,
                         "parameters": engine.n_params, "trainable_parameters": engine.n_trainable})

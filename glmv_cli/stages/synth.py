@@ -17,6 +17,7 @@ from typing import Any
 
 from glmv_cli.artifacts import ArtifactWriter, Manifest
 from glmv_cli.errors import GlmvError
+from glmv_cli.names import STYLES
 from glmv_cli.options import opt
 
 ALL_DOMAINS = ("stem", "counting", "ocr", "chart", "grounding", "gui")
@@ -78,6 +79,9 @@ class SynthOptions:
     workers: int = opt(1, "Worker processes (does not change the output).", min=1)
     sft_fraction: float = opt(0.5, "Share of train scenes that become sft records; the rest become rl records.",
                               min=0, max=1)
+    style: str = opt("glm41v", "Answer form of the sft records: glm41v (GLM-4.1V-Thinking, the answer in <answer> "
+                               "tags) or glm45v (GLM-4.5V / 4.6V, the answer after </think> without tags).",
+                     choices=STYLES)
     overwrite: bool = opt(False, "Replace an existing --out.")
     parsed: dict = field(default_factory=dict, repr=False, init=False)
 
@@ -111,7 +115,7 @@ def synth(opts: SynthOptions) -> Manifest:
     try:
         metrics = build(art.path, domains=p["domains"], levels=p["levels"], n_train=opts.n_train,
                         n_eval=opts.n_eval, seed=opts.seed, size=p["size"], workers=opts.workers,
-                        sft_fraction=opts.sft_fraction)
+                        sft_fraction=opts.sft_fraction, style=opts.style)
     except BaseException:
         art.abort()
         raise
@@ -128,7 +132,8 @@ HELP = f"""Generate a small multi-domain image dataset with exactly known answer
 
 Writes DIR/images/{{train,eval}}/*.png and four JSONL splits in the glmv record schema
 (image paths relative to DIR): pretrain.jsonl (captions: every fact in the image),
-sft.jsonl (question + step-by-step derivation in the GLM-4.1V <think>/<answer>/box format),
+sft.jsonl (question + step-by-step derivation: GLM-4.1V <think>/<answer>/box format, or with
+--style glm45v GLM-4.5V's <think>/box without <answer> tags),
 rl.jsonl (prompt + reference answer + domain + difficulty) and eval.jsonl (held-out scenes:
 no scene or image is shared with the other splits). Records of sft/rl/eval carry "scene",
 from which the answer can be recomputed. Output is byte-identical for a seed, for any --workers.

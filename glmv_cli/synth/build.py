@@ -139,7 +139,7 @@ def _generate(out: Path, seed: int, size: tuple[int, int], pool: str, tasks: lis
             yield from chunk
 
 
-def _records(s: Sample, split: str) -> dict[str, Any]:
+def _records(s: Sample, split: str, style: str = "glm41v") -> dict[str, Any]:
     media, tag = ("videos", "<video>") if is_video(s.domain) else ("images", "<image>")
     base = {"id": f"{split}-{s.scene_id}", media: [s.image], "domain": s.domain}
     if split == "pretrain":
@@ -147,7 +147,7 @@ def _records(s: Sample, split: str) -> dict[str, Any]:
                 "domain": s.domain, "difficulty": s.level, "scene_id": s.scene_id}
     msgs = [{"role": "user", "content": f"{tag}\n{s.question}"}]
     if split == "sft":
-        msgs.append({"role": "assistant", "content": response(s.reasoning, s.answer)})
+        msgs.append({"role": "assistant", "content": response(s.reasoning, s.answer, style)})
     return {**base, "messages": msgs, "answer": s.answer, "difficulty": s.level,
             "scene_id": s.scene_id, "scene": s.scene}
 
@@ -157,8 +157,10 @@ def _dump(rec: dict[str, Any]) -> str:
 
 
 def build(out: Path, *, domains: Sequence[str], levels: Sequence[int], n_train: int, n_eval: int,
-          seed: int, size: tuple[int, int], workers: int = 1, sft_fraction: float = 0.5) -> dict[str, Any]:
-    """Writes images and the four JSONL splits under ``out``; returns the manifest metrics."""
+          seed: int, size: tuple[int, int], workers: int = 1, sft_fraction: float = 0.5,
+          style: str = "glm41v") -> dict[str, Any]:
+    """Writes images and the four JSONL splits under ``out``; returns the manifest metrics.
+    ``style``: the answer form of the sft split (glm41v: <answer> tags; glm45v: none)."""
     seen: set[str] = set()
     redrawn = 0
     counts = {sp: {d: 0 for d in domains} for sp in SPLITS}
@@ -186,7 +188,7 @@ def build(out: Path, *, domains: Sequence[str], levels: Sequence[int], n_train: 
                 else:
                     splits = ["eval"]
                 for sp in splits:
-                    files[sp].write(_dump(_records(s, sp)))
+                    files[sp].write(_dump(_records(s, sp, style)))
                     counts[sp][s.domain] += 1
                     by_level[sp][str(s.level)] += 1
     finally:

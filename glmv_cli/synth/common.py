@@ -181,8 +181,11 @@ def scene_hash(scene: dict[str, Any]) -> str:
 ANSWER_INSTRUCTION = "Think step by step, then give the final answer in a box."
 
 
-def response(reasoning: str, answer: str) -> str:
-    """The GLM-4.1V-Thinking response: reasoning in <think>, the boxed answer in <answer>."""
+def response(reasoning: str, answer: str, style: str = "glm41v") -> str:
+    """The response in a model family's form: reasoning in <think>, then the boxed answer inside
+    <answer> (GLM-4.1V-Thinking, ``glm41v``) or on a line of its own (GLM-4.5V, ``glm45v``)."""
+    if style == "glm45v":
+        return f"<think>{reasoning}</think>\n{BOX_OPEN}{answer}{BOX_CLOSE}"
     return f"<think>{reasoning}</think><answer>{BOX_OPEN}{answer}{BOX_CLOSE}</answer>"
 
 

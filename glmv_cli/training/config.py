@@ -36,6 +36,7 @@ SCHEDULES = ("cosine", "linear", "constant")
 TRAINABLE = ("vision", "merger", "llm")
 CHECKPOINT_MODES = ("off", "full", "llm", "vision", "every-N")
 REPORT_TO = ("none", "tensorboard", "wandb")
+SAVE_DTYPES = ("auto", "fp32", "bf16", "fp16")
 _BOOL_MODES = {"true": "full", "false": "off"}
 
 
@@ -140,7 +141,7 @@ class EngineConfig:
 
 @dataclass
 class CheckpointConfig:
-    """Resumable checkpoints of a training run."""
+    """Resumable checkpoints of a training run, and the dtype of the model it exports."""
 
     checkpoint_every: int = opt(0, "Save a resumable checkpoint every N steps (0: only at the end).", min=0)
     keep_checkpoints: int = opt(2, "Checkpoints kept while training (newest first).", min=1)
@@ -148,6 +149,8 @@ class CheckpointConfig:
                                              "training later.")
     resume: str = opt("never", "auto: continue an interrupted run with the same --out from its newest complete "
                                "checkpoint; never: start over.", choices=("never", "auto"))
+    save_dtype: str = opt("auto", "dtype of the exported model's weights: auto (the input checkpoint's, e.g. bf16; "
+                                  "fp32 for a preset), fp32, bf16 or fp16.", choices=SAVE_DTYPES)
 
 
 @dataclass

@@ -107,8 +107,18 @@ def fingerprint(stage: str, cfg: TrainConfig, data: Manifest, model_id: str) -> 
     return {"stage": stage, "model": model_id, "data_manifest_sha256": data.sha256, "train": c}
 
 
-def export_model(engine: Any, processor: Any, out_dir: Path) -> None:
-    """The final model in Hugging Face format (all ranks call; rank 0 writes)."""
+def model_source(spec: str | None) -> Path | None:
+    """The checkpoint directory a model is loaded from (a directory or a Hub id's snapshot), whose
+    model files the export carries over unchanged; None for a preset or an assembly."""
+    from glmv_cli.modeling import model_dir
+
+    return model_dir(spec) if spec is not None else None
+
+
+def export_model(engine: Any, processor: Any, out_dir: Path, *, source: Path | None = None,
+                 dtype: str = "auto") -> None:
+    """The final model in Hugging Face format (all ranks call; rank 0 writes): the files of
+    ``source`` carried over, weights in ``dtype`` (auto: the source's)."""
     import torch
 
     from glmv_cli.modeling import save
@@ -131,7 +141,7 @@ def export_model(engine: Any, processor: Any, out_dir: Path) -> None:
         module.gradient_checkpointing_disable()
     module.config.use_cache = True
     with torch.no_grad():
-        save(module, processor, out_dir)
+        save(module, processor, out_dir, source=source, dtype=dtype)
 
 
 def run_training(stage: str, opts: TrainOptions, *, model_loader: Callable[[], tuple[Any, Any, list[Manifest], str]],
@@ -177,7 +187,8 @@ def run_training(stage: str, opts: TrainOptions, *, model_loader: Callable[[], t
             summary = fit(engine, ds, staging, resume_from=resume_from, metrics=metrics)
         finally:
             metrics.close()
-        export_model(engine, processor, staging)
+        export_model(engine, processor, staging, source=model_source(getattr(opts, "model", None)),
+                     dtype=cfg.ckpt.save_dtype)
         dist.barrier()
         if not run.rank0:
             return None
