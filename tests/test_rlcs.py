@@ -94,6 +94,8 @@ def test_zero3_is_accepted_and_unfillable_mini_batches_are_refused():
             "--mini-batches 3 x --micro-batch 4 needs at least 12 rows per step, but --batch-prompts 2 x "
             "--group-size 4 keeps 8; lower --mini-batches or --micro-batch")):
         o.validate()
+    # one mini-batch takes every kept row, however few
+    assert options_from_kwargs({"batch_prompts": 1, "group_size": 2, "micro_batch": 4}).validate().batch.global_batch == 1
 
 
 def test_recipe_unknown_key_is_an_error_and_known_keys_apply(tmp_path, work):

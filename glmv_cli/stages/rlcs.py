@@ -101,7 +101,9 @@ class RlcsOptions:
 
     def check(self, world: int = 1) -> None:
         lc, b, n = self.rl.loss, self.rl.expansion.batch_prompts, self.rl.rollout.group_size
-        if b * n < lc.mini_batches * self.micro_batch:
+        # several optimizer steps per RL step: each mini-batch gets at least one micro batch of rows
+        # (one mini-batch is every kept row, however few)
+        if lc.mini_batches > 1 and b * n < lc.mini_batches * self.micro_batch:
             raise GlmvError(
                 f"--mini-batches {lc.mini_batches} x --micro-batch {self.micro_batch} needs at least "
                 f"{lc.mini_batches * self.micro_batch} rows per step, but --batch-prompts {b} x --group-size {n} "
