@@ -60,6 +60,19 @@ def test_rlcs_ablation_runs_both_arms_within_the_budget(tmp_path):
     assert "| prompts rolled (budget) |" in md
 
 
+def test_rl_update_bench_reports_padding_time_and_gather_payload(tmp_path, capsys):
+    bench = _load("rl_update_bench")
+    out = tmp_path / "rl.json"
+    assert bench.main(["--groups", "2", "--group-size", "3", "--median-len", "12", "--max-len", "40",
+                       "--grid", "1,4,4", "--gather-tokens", "2000", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    u, g = res["update"], res["gather"]
+    assert u["rows"] == 6 and u["before"]["padding_ratio"] > 1.0 and u["after"]["padding_ratio"] == 1.0
+    assert u["after"]["forwards"] <= u["before"]["forwards"] and u["before"]["cpu_s"] > 0
+    assert g["tensor_bytes_per_token"] == 9.0 and g["json_bytes_per_token"] > 20
+    assert "padding ratio  before" in capsys.readouterr().out
+
+
 def test_formats_bench_packs_both_forms_identically(capsys):
     bench = _load("formats_bench")
     res = bench.main(["--records", "30", "--repeats", "1", "--seq-len", "2048"])

@@ -5,7 +5,6 @@ import hashlib
 import json
 
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from glmv_cli.errors import GlmvError
@@ -296,3 +295,81 @@ def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
     assert r.exit_code == 2 and "has no manifest.json" in r.output
     r = runner.invoke(app, _args(tmp_path, out, ["tiny"]))  # --out inside --data
     assert r.exit_code == 2 and f"error: --out '{out}' lies inside the input '{tmp_path}'" in r.output
+
+
+DP_SCRIPT = """
+import hashlib, json, os, sys
+import torch
+import glmv_cli.rewards.scoring as scoring
+from glmv_cli import options as O
+from glmv_cli.generation import HFEngine
+from glmv_cli.stages.grade_difficulty import GradeDifficultyOptions, grade_difficulty
+
+data, out, log, die_at = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+scoring.score = lambda p, r, ref, d, e=None, *, config=None: float(int(hashlib.sha256(r.encode()).hexdigest(), 16) % 3 == 0)
+real = HFEngine.generate
+calls = []
+
+def logged(self, prompts, params, n=1, seed=0):
+    calls.append(1)
+    if os.environ.get("RANK") == "1" and len(calls) == die_at:
+        raise RuntimeError("killed")
+    with open(log, "a") as f:
+        f.write(json.dumps([os.environ.get("RANK", "0"), [p.id for p in prompts]]) + "\\n")
+    return real(self, prompts, params, n, seed)
+
+HFEngine.generate = logged
+grade_difficulty(O.build(GradeDifficultyOptions, {
+    "data": data, "out": out, "models": ["tiny"], "k": 3, "batch_size": 2, "max_new_tokens": 6,
+    "thinking_budget": 3, "answer_budget": 2, "pass_at": [1, 3]}))
+"""
+
+
+def test_grade_difficulty_data_parallel_shards_resume_and_merge(rl_data, tmp_path):
+    """torchrun with 2 ranks: chunk j on rank j % 2; a rank killed mid-run loses only its
+    unfinished chunk; the rerun grades the rest and merges one artifact, equal to one process's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    script = tmp_path / "grade.py"
+    script.write_text(DP_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR",
+                                                            "MASTER_PORT")}
+
+    def launch(out, log, die_at, procs):
+        cmd = [sys.executable, str(script), str(rl_data), str(out), str(log), str(die_at)]
+        if procs > 1:
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs),
+                   *cmd[1:]]
+        p = subprocess.Popen(cmd, env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+        try:
+            o, e = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            o, e = p.communicate()
+        return p.returncode, o + e
+
+    rc, log = launch(tmp_path / "one", tmp_path / "one.log", 0, 1)
+    assert rc == 0, log[-3000:]
+    rc, log = launch(tmp_path / "two", tmp_path / "cut.log", 2, 2)  # rank 1 dies on its 2nd chunk
+    assert rc != 0 and not (tmp_path / "two").exists()
+    stage = tmp_path / ".two.incomplete"
+    shard1 = [json.loads(x) for x in (stage / "rollouts.rank-00001.jsonl").read_text().splitlines()]
+    assert [d["id"] for d in shard1] == ["s2", "s3"] and {d["chunk"] for d in shard1} == {1}
+    committed = {json.loads(x)["id"] for f in stage.glob("rollouts.rank-*.jsonl") for x in f.read_text().splitlines()}
+    rc, log = launch(tmp_path / "two", tmp_path / "resume.log", 0, 2)
+    assert rc == 0, log[-3000:]
+    again = [json.loads(x) for x in (tmp_path / "resume.log").read_text().splitlines()]
+    assert ["1", ["s6"]] in again and all(r == str(int(ids[0][1]) // 2 % 2) for r, ids in again)  # chunk j on rank j % 2
+    redone = {i for _, ids in again for i in ids}
+    assert not redone & committed and redone | committed == {f"s{i}" for i in range(7)}  # each chunk once
+    for name in ("results.jsonl", "rollouts.jsonl"):
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    man = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert set(man["files"]) == {"results.jsonl", "rollouts.jsonl", "run.json"}
+    assert man["metrics"]["world_size"] == 2 and man["metrics"]["resumed_pairs"] == len(committed)

@@ -61,7 +61,7 @@ def test_flex_block_mask_equals_block_diagonal():
 
 
 @pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
-@pytest.mark.parametrize("backend", ["sdpa", "flex"])
+@pytest.mark.parametrize("backend", ["sdpa", "flex", "documents"])
 def test_packed_attention_equals_per_sample_attention(backend):
     g = torch.Generator().manual_seed(0)
     pos = torch.cat([torch.arange(n) for n in (9, 4, 1, 18)]).unsqueeze(0)  # 32 tokens
@@ -69,7 +69,10 @@ def test_packed_attention_equals_per_sample_attention(backend):
     k = torch.randn(1, 2, 32, 16, generator=g)  # GQA: 2 kv heads for 4 query heads
     v = torch.randn(1, 2, 32, 16, generator=g)
     ref = A.reference_packed_attention(q, k, v, pos)
-    out = A.packed_attention(q, k, v, pos, backend=backend) if backend == "sdpa" else _flex_cpu(q, k, v, pos)
+    if backend == "documents":
+        out = A.document_sdpa(q, k, v, pos)
+    else:
+        out = A.packed_attention(q, k, v, pos, backend=backend) if backend == "sdpa" else _flex_cpu(q, k, v, pos)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
     # and it is not plain causal attention over the whole row
     whole = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)

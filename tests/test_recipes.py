@@ -43,7 +43,7 @@ SCRIPTS = sorted(RECIPES.rglob("*.sh"))
 PAPER_FILES = ["pack-pretrain.yaml", "pretrain.yaml", "pack-long.yaml", "extend-context.yaml", "pack-sft.yaml",
                "sft.yaml", "grade-difficulty.yaml", "rlcs.yaml", "eval.yaml"]
 TRAINING = ("pretrain", "extend-context", "sft")
-DISTRIBUTED = (*TRAINING, "rlcs")  # launched with torchrun by launch.sh
+DISTRIBUTED = (*TRAINING, "rlcs", "grade-difficulty")  # launched with torchrun by launch.sh
 # flags that are optional for Click but required by the stage's own validation (launch.sh passes them)
 CHECKED_LATER = {"eval": ("model", "out"), "pretrain": ("model",)}
 
@@ -105,7 +105,7 @@ def world_sizes() -> dict[str, int]:
     gpus = int(re.search(r'GPUS_PER_NODE="\$\{GPUS_PER_NODE:-(\d+)\}"', text).group(1))
     nodes = {k: int(v) for k, v in re.findall(r'^(\w+)_NODES="\$\{\1_NODES:-(\d+)\}"', text, re.M)}
     return {"pretrain": nodes["PRETRAIN"] * gpus, "extend-context": nodes["LONG"] * gpus, "sft": nodes["SFT"] * gpus,
-            "rlcs": nodes["RL"] * gpus}
+            "rlcs": nodes["RL"] * gpus, "grade-difficulty": nodes["GRADE"] * gpus}
 
 
 def validate_stage(stage: str, kw: dict[str, Any], world: int = 1, monkeypatch=None) -> Any:
@@ -263,7 +263,7 @@ def _glmv_commands(stdout: str) -> list[tuple[list[str], str, list[str]]]:
     return out
 
 
-def test_launch_dry_run_commands_parse():
+def test_launch_dry_run_commands_parse(monkeypatch):
     res = _dry_run(*FULL)
     assert res.returncode == 0, res.stderr
     cmds = _glmv_commands(res.stdout)
@@ -278,7 +278,7 @@ def test_launch_dry_run_commands_parse():
             assert int(prefix[prefix.index("--nnodes") + 1]) * int(prefix[prefix.index("--nproc_per_node") + 1]) \
                 == world[stage]
             assert kw["resume"] == "auto"
-            validate_stage(stage, kw, world=world[stage])
+            validate_stage(stage, kw, world=world[stage], monkeypatch=monkeypatch)
         else:  # single-process stages
             assert prefix == ["python", "-m", "glmv_cli.main"]
     by_stage = {s: kw for s, kw in ((s, parse(s, a)) for _, s, a in cmds)}

@@ -86,12 +86,16 @@ def test_rl_options_from_flags_and_recipe_forms():
         options_from_kwargs({"clip_eps_high": 0.1}).validate()
 
 
-def test_zero3_is_refused_over_several_processes_only():
-    o = options_from_kwargs({"zero_stage": 3})
-    with pytest.raises(GlmvError, match="--zero-stage 3 is not supported by glmv rlcs over several processes"):
-        o.validate(world=2)
-    assert o.validate(world=1).engine.zero_stage == 3
+def test_zero3_is_accepted_and_unfillable_mini_batches_are_refused():
+    assert options_from_kwargs({"zero_stage": 3}).validate(world=2).engine.zero_stage == 3
     assert options_from_kwargs({"zero_stage": 2}).validate(world=4).batch.global_batch == 4
+    o = options_from_kwargs({"batch_prompts": 2, "group_size": 4, "mini_batches": 3, "micro_batch": 4})
+    with pytest.raises(GlmvError, match=re.escape(
+            "--mini-batches 3 x --micro-batch 4 needs at least 12 rows per step, but --batch-prompts 2 x "
+            "--group-size 4 keeps 8; lower --mini-batches or --micro-batch")):
+        o.validate()
+    # one mini-batch takes every kept row, however few
+    assert options_from_kwargs({"batch_prompts": 1, "group_size": 2, "micro_batch": 4}).validate().batch.global_batch == 1
 
 
 def test_recipe_unknown_key_is_an_error_and_known_keys_apply(tmp_path, work):
@@ -106,23 +110,6 @@ def test_recipe_unknown_key_is_an_error_and_known_keys_apply(tmp_path, work):
     res = runner.invoke(app, ["rlcs", "--model", "tiny", "--recipe", str(good), "--data", str(work / "rl.jsonl"), "--out",
                               str(tmp_path / "o")])
     assert res.exit_code == 2 and "--steps must be >= 1, got 0" in res.output
-
-
-def test_judge_failure_marks_the_group(tmp_path):
-    from glmv_cli.rewards import config_from_dict
-    from glmv_cli.rl.records import RLRecord
-    from glmv_cli.rl.trainer import score_group
-
-    cfg = config_from_dict({"style": "glm45v", "gates": {"require_think": False, "require_box": False},
-                            "domains": {"open": {"verifier": "judge", "timeout_s": 0.5, "retries": 0,
-                                                 "endpoints": [{"url": "http://127.0.0.1:9/v1/chat/completions",
-                                                                "model": "m"}]}}})
-    rec = RLRecord("x", "open", "a cat", record=None)
-    rewards, failed, gates = score_group(rec, "What is it?", ["a cat", "a dog"], cfg)
-    assert failed and rewards == [0.0, 0.0] and gates == 0
-    rec2 = RLRecord("y", "ocr", "abc", record=None)
-    rewards, failed, _ = score_group(rec2, "", ["abc", "abd"], cfg)
-    assert not failed and rewards[0] == 1.0 and 0 < rewards[1] < 1
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -314,125 +301,96 @@ def test_collect_expands_tops_up_and_drops_judge_failures(monkeypatch):
     assert len(calls[0][2]) == min(16, math.ceil(4 / (1 - frac) - 1e-9))  # expanded first round
 
 
-def _trainer():
+def _trainer(work, **flat):
     import types
 
     from glmv_cli.modeling import load
-    from glmv_cli.rewards import default_config
+    from glmv_cli.rewards.scoring import load_config
     from glmv_cli.rl.config import RLCSConfig
-    from glmv_cli.rl.records import RLRecord
+    from glmv_cli.rl.records import load_rl_records
     from glmv_cli.rl.trainer import RLCSTrainer, TrainerOptions
 
     model, proc = load("tiny")
-    tr = RLCSTrainer(types.SimpleNamespace(module=model), proc, [RLRecord("a", "ocr", "x", record=None)],
-                     RLCSConfig.from_flat({}), default_config(), TrainerOptions())
-    return tr, model, proc
+    cfg = load_config(work / "rewards.yaml")
+    recs, _ = load_rl_records(work / "rl.jsonl", cfg)
+    tr = RLCSTrainer(types.SimpleNamespace(module=model), proc, recs, RLCSConfig.from_flat(flat), cfg,
+                     TrainerOptions(style="glm45v"))
+    return tr, model
 
 
-def test_collate_aligns_tokens_and_refuses_a_sampled_image_placeholder():
-    from glmv_cli.rl.trainer import _Row
+def test_a_rollout_round_is_scored_in_one_call_and_judge_failures_mark_groups(work):
+    from glmv_cli.rewards import config_from_dict, score_detailed
+    from glmv_cli.rl.trainer import group_outcome
 
-    tr, model, proc = _trainer()
-    img = model.config.image_token_id
-    assert tr.banned_ids == tuple(sorted(proc.tokenizer.convert_tokens_to_ids(t) for t in (
-        "<|image|>", "<|video|>", "<|begin_of_image|>", "<|end_of_image|>", "<|begin_of_video|>", "<|end_of_video|>")))
-    good = _Row([5, 6, 7, 8, 9], 3, [False, True], [-1.0, -2.0], 0.5, None, None, "ocr")
-    text = _Row([5, 6, 7, 8, 9, 10], 3, [False, False, False], [-1.0, -1.0, -1.0], -0.5, None, None, "ocr")
-    b = tr.collate([good, text])
-    # row 0: prompt 3 tokens, response tokens 8, 9 predicted at positions 2, 3; token 9 was forced
-    assert b["loss_mask"][0].tolist() == [0, 0, 1, 0, 0] and b["forced_mask"][0].tolist() == [0, 0, 0, 1, 0]
-    assert b["targets"][0, :4].tolist() == [6, 7, 8, 9] and b["behaviour_logp"][0, 2:4].tolist() == [-1.0, -2.0]
-    assert b["loss_mask"][1].tolist() == [0, 0, 1, 1, 1] and "excluded_rows" not in b
-    # the engine masks the multimodal tokens, so one in a response is a bug upstream, not data
-    bad = _Row([5, 6, 7, 8, img, 10], 3, [False] * 3, [-1.0] * 3, -0.5, None, None, "ocr", "r7")
-    with pytest.raises(GlmvError, match=re.escape(
-            f"rollout of record 'r7': response token 1 is the multimodal token id {img} ('<|image|>'), "
-            "which the rollout engine masks out and never samples")):
-        tr.collate([good, bad])
-
-
-def _image_batch(tr, model, proc):
-    """Two rows: an image prompt (its <|image|> run sits among the targets) and a text prompt,
-    each with a 6-token response."""
-    from glmv_cli.data.chat_tokens import encode_chat
-    from glmv_cli.rl.trainer import _Row
-
-    tok = proc.tokenizer
-    g = torch.Generator().manual_seed(0)
-    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}]
-    p_img = encode_chat(tok, msgs, image_token_counts=[16], add_generation_prompt=True)["input_ids"]
-    p_txt = encode_chat(tok, [{"role": "user", "content": "What is 2+3?"}], add_generation_prompt=True)["input_ids"]
-    resp = [[11, 12, 13, 14, 15, 16], [21, 22, 23, 24, 25, 26]]
-    rows = [_Row(list(p_img) + resp[0], len(p_img), [False] * 6, [0.0] * 6, 1.0,
-                 torch.randn(64, 1176, generator=g), torch.tensor([[1, 8, 8]]), "ocr"),
-            _Row(list(p_txt) + resp[1], len(p_txt), [False] * 6, [0.0] * 6, -1.0, None, None, "ocr")]
-    return tr.collate(rows)
+    tr, _ = _trainer(work, group_size=3, max_new_tokens=4, forced_answering=False)
+    calls = []
+    real = tr.rewards.score_many
+    tr.rewards.score_many = lambda items: calls.append(list(items)) or real(items)
+    groups = tr.roll(["r0", "r1", "r2"], step=0, rnd=0)
+    assert len(calls) == 1 and len(calls[0]) == 9  # 3 prompts x 3 responses, one call
+    for g in groups:
+        ref = [score_detailed(None, r.text, g.record.answer, g.record.domain, g.record.extra,
+                              config=tr.reward_config).reward for r in g.rollouts]
+        assert g.rewards == ref
+    tr.close()
+    cfg = config_from_dict({"style": "glm45v", "gates": {"require_think": False, "require_box": False},
+                            "domains": {"open": {"verifier": "judge", "timeout_s": 0.5, "retries": 0,
+                                                 "endpoints": [{"url": "http://127.0.0.1:9/v1/chat/completions",
+                                                                "model": "m"}]}}})
+    res = [score_detailed("What is it?", t, "a cat", "open", config=cfg) for t in ("a cat", "a dog")]
+    rewards, failed, gates = group_outcome(res)
+    assert failed and rewards == [0.0, 0.0] and gates == 0
+    ok = [score_detailed("", t, "abc", "ocr", config=cfg) for t in ("abc", "abd")]
+    rewards, failed, _ = group_outcome(ok)
+    assert not failed and rewards[0] == 1.0 and 0 < rewards[1] < 1
 
 
-def test_chunked_and_full_logit_paths_agree_under_the_mask():
-    from glmv_cli.rl.trainer import RLCSTrainer
+@pytest.mark.parametrize("temperature", [0.7, 1.0, 1.3])
+def test_learner_scores_the_tempered_distribution_the_rollout_sampled(temperature, work):
+    """Behaviour log-probs (rollout engine, KV-cache decode at T) equal the learner's packed forward
+    at T; an untempered learner would be off by far more than the tolerance (except at T = 1)."""
+    from glmv_cli.rl.update import forward_logp
 
-    tr, model, proc = _trainer()
-    model = model.float()
-    img = model.config.image_token_id
-    b = _image_batch(tr, model, proc)
-    ban = list(tr.banned_ids)
-    resp = b["loss_mask"].bool()
-    with torch.no_grad():  # <|image|> row along the mean response hidden state: it takes ~all unmasked mass
-        kw = {k: b[k] for k in ("input_ids", "attention_mask", "position_ids", "mm_token_type_ids",
-                                "pixel_values", "image_grid_thw")}
-        u = model.model(**kw)[0][:, :-1][resp].mean(0)
-        model.lm_head.weight[img] = 200.0 * u / u.norm() ** 2
-
-    def run(chunked, banned):
-        model.zero_grad()
-        model.model.rope_deltas = None
-        logp, _ = RLCSTrainer._forward_logp(model, b, banned=banned, chunked=chunked)
-        (logp * b["loss_mask"] * torch.linspace(0.5, 1.5, logp.shape[-1])).sum().backward()
-        grads = {k: p.grad.clone() for k, p in model.named_parameters()
-                 if k in ("lm_head.weight", "model.language_model.layers.0.mlp.down_proj.weight")}
-        return logp.detach(), grads
-
-    chunk, gc = run(True, ban)
-    full, gf = run(False, ban)
-    raw, _ = run(True, ())
-    # independent reference: full logits, -inf on the banned ids, log-softmax, gather
+    tr, model = _trainer(work, temperature=temperature, group_size=3, max_new_tokens=8, forced_answering=False)
+    groups = tr.roll(["r0", "r1"], step=0, rnd=0)
+    rows = tr.build_rows(groups)
+    b = tr.updater.collate(rows, [[[list(range(len(rows)))]]])[0][0]
     with torch.no_grad():
-        model.model.rope_deltas = None
-        lg = model(**kw).logits[:, :-1].float()
-        lg[..., ban] = -math.inf
-        ref = lg.log_softmax(-1).gather(-1, b["targets"][..., None])[..., 0]
-    assert torch.isfinite(chunk).all() and torch.isfinite(full).all()
-    assert (chunk[resp] - ref[resp]).abs().max().item() < 1e-5
-    assert (full[resp] - ref[resp]).abs().max().item() < 1e-5
-    assert (chunk - full).abs().max().item() < 1e-5
-    # positions whose target is a banned token (the prompt's image run) give 0, not -inf
-    tb = torch.isin(b["targets"], torch.tensor(ban))
-    assert tb.sum() >= 16 and chunk[tb].abs().max() == 0 and full[tb].abs().max() == 0
-    # the mask matters here: unmasked log-probs are far lower (the image token took the mass)
-    gain = ref[resp] - raw[resp]
-    assert gain.min().item() > 0 and gain.median().item() > 20.0
-    # masked probabilities of the allowed vocabulary sum to 1
-    assert lg.log_softmax(-1).exp().sum(-1).sub(1).abs().max().item() < 1e-5
-    for k in gc:
-        assert torch.allclose(gc[k], gf[k], atol=1e-5, rtol=1e-4), k
-        assert gc[k].abs().sum() > 0
-    assert gc["lm_head.weight"][ban].abs().max() == 0  # banned rows get no gradient
+        at_t, _ = forward_logp(model, b, temperature=temperature, banned=tr.banned_ids)
+        at_1, _ = forward_logp(model, b, temperature=1.0, banned=tr.banned_ids)
+    m = b["loss_mask"]
+    gap = ((at_t - b["behaviour_logp"]).abs() * m).max().item()
+    gap_untempered = ((at_1 - b["behaviour_logp"]).abs() * m).max().item()
+    assert m.sum() > 10 and gap < 1e-4  # fp32: KV-cache decode vs packed forward, measured ~1e-6
+    if temperature != 1.0:
+        assert gap_untempered > 0.1
 
 
-def test_full_logit_path_entropy_is_finite_under_the_mask():
-    from glmv_cli.rl.trainer import RLCSTrainer
-
-    tr, model, proc = _trainer()
-    b = _image_batch(tr, model, proc)
-    logp, ent = RLCSTrainer._forward_logp(model, b, want_entropy=True, banned=tr.banned_ids)
-    _, ent_raw = RLCSTrainer._forward_logp(model, b, want_entropy=True)
-    assert torch.isfinite(logp).all() and torch.isfinite(ent).all()
-    (logp.sum() + ent.sum()).backward()
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-    # removing mass can only lower the entropy bound log(V - |banned|); values stay close here
-    assert (ent <= math.log(model.config.get_text_config().vocab_size - len(tr.banned_ids)) + 1e-4).all()
-    assert not torch.equal(ent, ent_raw)
+def test_ratio_starts_at_one_and_mini_batches_are_exact(tmp_path, work):
+    """--mini-batches 3 makes 3 optimizer steps per RL step (old log-probs recomputed: ratio exactly
+    1 on the first); one mini-batch reuses the rollout's log-probs (ratio 1 to ~1e-6). The LR
+    schedule is indexed by the real count: warmup over 6 optimizer steps ends at step 2's last."""
+    out = tmp_path / "mb"
+    res = _run([*FAST, "--data", str(work / "rl.jsonl"), "--reward-config", str(work / "rewards.yaml"), "--steps",
+                "2", "--temperature", "0.7", "--mini-batches", "3", "--micro-batch", "1", "--warmup-steps", "6",
+                "--schedule", "constant", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert re.search(r"\| s: rollout \d+\.\d reward \d+\.\d gather \d+\.\d old-logp \d+\.\d update \d+\.\d",
+                     res.output)
+    ms = _lines(out / "metrics.jsonl")
+    for m in ms:
+        assert m["optimizer_steps"] == 3.0 and m["mini_batches_run"] == 3.0 and m["old_logp_recomputed"] == 1.0
+        assert m["ratio_first_min"] == 1.0 and m["ratio_first_max"] == 1.0
+        assert m["behaviour_logp_gap"] < 1e-4 and m["padding_ratio"] >= 1.0
+        for k in ("rollout_s", "reward_s", "gather_s", "old_logp_s", "update_s"):
+            assert m[k] >= 0.0
+    assert ms[0]["lr"] == pytest.approx(1e-3 * 3 / 6) and ms[1]["lr"] == pytest.approx(1e-3)
+    one = tmp_path / "one"
+    res = _run([*FAST, "--data", str(work / "rl.jsonl"), "--reward-config", str(work / "rewards.yaml"), "--steps",
+                "1", "--temperature", "0.7", "--out", str(one)])
+    m = _lines(one / "metrics.jsonl")[0]
+    assert m["old_logp_recomputed"] == 0.0 and m["old_logp_s"] < 0.5 and m["optimizer_steps"] == 1.0
+    assert abs(m["ratio_first_min"] - 1) < 1e-4 and abs(m["ratio_first_max"] - 1) < 1e-4
 
 
 def test_activation_memory_options_leave_the_run_unchanged(tmp_path):

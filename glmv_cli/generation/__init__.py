@@ -39,9 +39,9 @@ have). Masking changes the policy, so everything below is of the *masked* distri
 RL learner applies the same mask (``RLCSTrainer._forward_logp``). vLLM: ``VLLMEngine``.
 
 Log-probs. ``Rollout.logprobs[i]`` is ``log softmax(masked logits / T)[token_i]`` over the
-vocabulary: the temperature-scaled distribution before top-p truncation. At the RL setting
-(T = 1.0, top-p = 1.0) this is exactly the behaviour policy, and it is what the learner recomputes
-from its own forward, so the PPO ratio starts at 1. With top-p < 1 the true sampling probability is
+vocabulary: the temperature-scaled distribution before top-p truncation. With top-p = 1 (the RL
+setting) this is exactly the behaviour policy, and the learner scores the same tempered
+distribution from its own forward (``rl.update``), so the PPO ratio starts at 1 at any T. With top-p < 1 the true sampling probability is
 larger by ``1 / kept_mass``; we still return the untruncated value because that is the policy the
 learner models. With T = 0 (greedy) the T = 1 log-probs are returned. Forced tokens get the
 model's log-prob of the forced token too (it was not sampled; ``forced`` flags it).

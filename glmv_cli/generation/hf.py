@@ -41,14 +41,21 @@ class HFEngine:
     prompt's n rollouts always share a batch. ``model_tag`` enters every rollout's seed: the RL
     stage passes one per policy version (e.g. ``step-120``) so that a prompt drawn again at a later
     step gets fresh samples, while a resumed step reproduces its own. ``banned_token_ids`` (computed
-    once from tokenizer and config) are masked out of every sampling step.
+    once from tokenizer and config) are masked out of every sampling step. ``lockstep`` (a
+    ``generation.lockstep.LockStep``; data-parallel ranks under ZeRO-3) keeps every rank's module
+    calls in step: all ranks call ``generate`` together, possibly with no prompts.
     """
 
-    def __init__(self, model, tokenizer, *, batch_size: int = 32, model_tag: str = "model"):
+    #: the log-probs are the learner's own (same weights, same temperature, in this process), so the
+    #: RL update may reuse them as its old log-probs
+    exact_logprobs = True
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 32, model_tag: str = "model", lockstep=None):
         self.model = model
         self.tokenizer = getattr(tokenizer, "tokenizer", tokenizer)
         self.batch_size = max(1, int(batch_size))
         self.model_tag = model_tag
+        self.lockstep = lockstep
         cfg = model.config
         self.image_token_id = int(getattr(cfg, "image_token_id"))
         pad = getattr(self.tokenizer, "pad_token_id", None)
@@ -68,10 +75,42 @@ class HFEngine:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         per = max(1, self.batch_size // n)
+        groups = -(-len(prompts) // per)
+        if self.lockstep is not None:
+            groups = self.lockstep.max_int(groups)
         out: list[list[Rollout]] = []
-        for i in range(0, len(prompts), per):
-            out.extend(self._generate_group(list(prompts[i:i + per]), params, n, seed))
+        for g in range(groups):
+            chunk = list(prompts[g * per:(g + 1) * per])
+            if chunk:
+                out.extend(self._generate_group(chunk, params, n, seed))
+            else:
+                self._idle_group()
         return out
+
+    def _idle_group(self) -> None:
+        """A lock-stepped rank without prompts: a filler prefill, then idle steps until all are done."""
+        import torch
+
+        ls, model, dev = self.lockstep, self.model, self.device
+        f = ls.probe_prompt(ls.max_int(0))
+        ids = torch.tensor([f["input_ids"]], dtype=torch.long, device=dev)
+        mask = torch.ones_like(ids)
+        types = (ids == self.image_token_id).long()
+        grid = f["image_grid_thw"].to(dev) if f["image_grid_thw"] is not None else None
+        with torch.no_grad():
+            pos, _ = model.model.get_rope_index(ids, types, image_grid_thw=grid, attention_mask=mask)
+            kw = {}
+            if grid is not None:
+                kw = dict(pixel_values=f["pixel_values"].to(dev, model.dtype), image_grid_thw=grid,
+                          mm_token_type_ids=types)
+            model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=1, **kw)
+            self._idle_until_all_done()
+
+    def _idle_until_all_done(self) -> None:
+        if self.lockstep is None:
+            return
+        while self.lockstep.any_active(False):
+            self.lockstep.idle_step(self.model, self.device)
 
     def _generate_group(self, prompts: list[Prompt], params: SamplingParams, n: int,
                         seed: int) -> list[list[Rollout]]:
@@ -108,17 +147,24 @@ class HFEngine:
         from transformers import DynamicCache
 
         model, dev = self.model, self.device
-        lens = [len(p.input_ids) for p in prompts]
+        batch = list(prompts)
+        if self.lockstep is not None:  # the same image count on every rank (filler row, dropped below)
+            n_img = sum(torch.as_tensor(p.image_grid_thw).reshape(-1, 3).shape[0] for p in prompts
+                        if p.image_grid_thw is not None)
+            need = self.lockstep.max_int(n_img) - n_img
+            if need > 0:
+                batch.append(Prompt("<lockstep>", **self.lockstep.probe_prompt(need)))
+        lens = [len(p.input_ids) for p in batch]
         L = max(lens)
-        ids = torch.full((len(prompts), L), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), L), dtype=torch.long)
-        for r, p in enumerate(prompts):
+        ids = torch.full((len(batch), L), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), L), dtype=torch.long)
+        for r, p in enumerate(batch):
             ids[r, L - lens[r]:] = torch.tensor(p.input_ids, dtype=torch.long)
             mask[r, L - lens[r]:] = 1
         ids, mask = ids.to(dev), mask.to(dev)
         types = ((ids == self.image_token_id) & mask.bool()).long()
-        pv = [p.pixel_values for p in prompts if p.pixel_values is not None]
-        grids = [torch.as_tensor(p.image_grid_thw).reshape(-1, 3) for p in prompts if p.image_grid_thw is not None]
+        pv = [p.pixel_values for p in batch if p.pixel_values is not None]
+        grids = [torch.as_tensor(p.image_grid_thw).reshape(-1, 3) for p in batch if p.image_grid_thw is not None]
         pixel_values = torch.cat([torch.as_tensor(x) for x in pv]).to(dev, model.dtype) if pv else None
         grid = torch.cat(grids).to(dev) if grids else None
         pos, _ = model.model.get_rope_index(ids, types, image_grid_thw=grid, attention_mask=mask)
@@ -128,7 +174,11 @@ class HFEngine:
         outp = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
                      use_cache=True, logits_to_keep=0 if full_logits else 1, **kw)
         logits = outp.logits if full_logits else outp.logits[:, -1]
-        return outp.past_key_values, logits, mask, next_pos
+        cache = outp.past_key_values
+        if len(batch) > len(prompts):
+            cache.batch_select_indices(torch.arange(len(prompts), device=dev))
+            logits, mask, next_pos = logits[:len(prompts)], mask[:len(prompts)], next_pos[:len(prompts)]
+        return cache, logits, mask, next_pos
 
     def decode(self, prompts: Sequence[Prompt], rows: Sequence[DecodeRow], temperature: float, top_p: float, *,
                banned: Sequence[int] = (), prompt_logprobs: Sequence[bool] | None = None) -> list[list | None]:
@@ -228,6 +278,8 @@ class HFEngine:
                     keep.append(k)
             if not keep:
                 break
+            if self.lockstep is not None:
+                self.lockstep.any_active(True)
             feed = sampled
             if len(keep) < len(active):
                 sel = torch.tensor(keep, device=dev)
@@ -242,3 +294,4 @@ class HFEngine:
                       past_key_values=cache, use_cache=True)
             cache, logits = o.past_key_values, o.logits[:, -1]
             next_pos = next_pos + 1
+        self._idle_until_all_done()

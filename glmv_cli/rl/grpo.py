@@ -36,10 +36,11 @@ Responses with no loss tokens (e.g. fully masked) are left out of the sequence m
 gradient accumulation over micro-batches, pass the global token / sequence count as
 ``denominator`` so the sum over micro-batches equals the loss of the whole batch.
 
-Old log-probs are recomputed by the trainer with the current weights before the first update of
-a batch (so ρ = 1 on the first mini-batch of an on-policy step); nothing here needs the sampler's
-log-probs. KL to a reference model and an entropy bonus are separate terms with coefficients
-(both 0 by default, as in the paper's RL recipe).
+Old log-probs come from the trainer (``rl.update``): recomputed with the current weights before
+the first update of a batch, or the rollout engine's own when they are the same numbers (one
+optimizer step, same weights and temperature), so ρ = 1 on the first mini-batch of an on-policy
+step; nothing here depends on where they came from. KL to a reference model and an entropy bonus
+are separate terms with coefficients (both 0 by default, as in the paper's RL recipe).
 """
 
 from __future__ import annotations

@@ -13,79 +13,51 @@ One step k:
 4. ``select_groups`` keeps the first B informative groups; while short, up to
    ``max_topup_rounds`` extra rounds roll the (expanded) shortfall of prompts not yet rolled this
    step; then ``controller.update`` folds the step's all-equal share into the EMA.
-5. Update. Advantages A = r − mean(group) (std scaling optional). Each response becomes one row
-   ``prompt + response``; old log-probs are recomputed by a no-grad forward of the current
-   weights (so the first mini-batch has ρ = 1 exactly, whatever the rollout engine's kernels),
-   forced tokens are masked out of the loss by default, and ``ppo_epochs × mini_batches``
-   optimizer steps run through the DeepSpeed engine's ``train_step``: the loss function returns
-   the SUM of per-token (or per-sequence) losses and the engine divides by the global count, so
-   ``token-mean`` over micro-batches equals the token mean of the whole batch.
+5. Update (``rl.update``): advantages A = r - mean(group) (std scaling optional); one row per
+   response (``rl.rows``), packed by length; old log-probs (recomputed, or the rollout's own when
+   one optimizer step follows on-policy rollouts); ``ppo_epochs x mini_batches`` optimizer steps.
 
-Cost (tiny preset SFT'd on synth counting, CPU, 1 thread, 2 cores shared by ~7 jobs): a step of
-B = 8 informative groups × 8 rollouts of ~65 tokens (10 prompts rolled on average) took a median
-20.8 s wall: 6.6 s rollouts, 9.0 s update (old-log-prob forward + forward/backward over 64 rows),
-the rest scoring and bookkeeping; the whole 40-step run used 2 min 23 s of CPU in 17 min of wall.
-Rows repeat their prompt's image per rollout (n× vision-tower work in the update); at the tiny
-preset's 16 image tokens that is noise, for real models a shared-prefix update would pay off.
+The rollout engine is used through one call, ``generate(prompts, params, n, seed) -> rollouts``
+(one list of ``n`` ``generation.Rollout`` per prompt), and its ``exact_logprobs`` flag; the HF
+engine runs in this process on the policy's own weights (lock-stepped over ranks under ZeRO-3).
+Scoring is one call per rollout round too: every response of the round goes to
+``rewards.RewardPool.score_many`` (``--reward-workers`` verifier processes, ``--judge-threads``
+LLM-judge threads; results identical to serial scoring, in input order).
 
-Banned tokens. The rollout engine never samples the structural multimodal tokens
-(``<|image|>``, ``<|video|>``, image/video begin/end; ``rollout.banned_token_ids``): their
-logits are -inf, so the behaviour policy is the *masked* distribution. ``_forward_logp`` applies
-the same mask, so old, new and behaviour log-probs are of one distribution and the ratio is 1
-on-policy. The chunked LM-head path (``linear_logprobs``) gets the mask as an additive bias
-row of -inf at the banned ids: exact (the banned tokens leave the log-sum-exp; no
-log(1 − banned mass) subtraction, which loses all precision when that mass nears 1), no
-[tokens × vocab] tensor, and the kernel's own backward gives the banned rows of the head zero
-gradient. A banned token in a response can therefore only come from a foreign engine or a bug,
-and ``collate`` refuses it (``GlmvError``) instead of training on a row it cannot re-run.
+Time per step (``metrics.jsonl`` and the step line): ``rollout_s`` (generation only),
+``reward_s`` (scoring), ``gather_s`` (exchanging groups between ranks), ``old_logp_s`` (the
+old-log-prob forward, 0 when skipped) and ``update_s`` (forward/backward/optimizer).
 
 What a step logs (``metrics.jsonl``, one line per step, and per domain under ``domains``):
 reward, pass rate (reward ≥ 0.5), informative fraction, expansion ratio / EMA / top-up rounds,
 tier histogram, response length, truncation and forced-answer rates, clip fractions, approximate
-KL, grad norm, tokens/s and the groups dropped for judge failures.
+KL, grad norm, the PPO ratio's range on the first mini-batch, whether old log-probs were
+recomputed, the update's padding ratio and forwards, tokens/s and the groups dropped for judge
+failures.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import torch
 
 from glmv_cli.errors import GlmvError
-from glmv_cli.rl import grpo, sharding
+from glmv_cli.rl import sharding
 from glmv_cli.rl.config import RLCSConfig
 from glmv_cli.rl.curriculum import CurriculumSampler
 from glmv_cli.rl.expansion import ExpansionController, select_groups
 from glmv_cli.rl.groups import ScoredGroup, mean_se
 from glmv_cli.rl.records import RLRecord
+from glmv_cli.rl.rows import PackSpec, Row, build_rows, check_response_tokens
+from glmv_cli.rl.update import PolicyUpdate, UpdateSetup
 
 PASS_THRESHOLD = 0.5
 JUDGE_ERRORS = ("drop", "fail")
 STATE_VERSION = 1
-#: logit of a banned token on the full-logits path (fp32): exp(MASKED_LOGIT - lse) == 0 exactly
-MASKED_LOGIT = -1.0e30
-
-
-def score_group(record: RLRecord, prompt_text: str, texts: Sequence[str], reward_config: Any) -> tuple[list[float], bool, int]:
-    """(rewards, judge_failed, gate failures) of one group's response texts.
-
-    A judge failure (``JudgeError``: no endpoint produced a verdict) on any response marks the
-    whole group: its zeros are not the policy's fault, so training on them would teach noise.
-    """
-    from glmv_cli.rewards.scoring import score_detailed
-
-    rewards, failed, gates = [], False, 0
-    for t in texts:
-        res = score_detailed(prompt_text, t, record.answer, record.domain, record.extra, config=reward_config)
-        if res.error is not None and res.error.startswith("JudgeError"):
-            failed = True
-        if res.gate is not None:
-            gates += 1
-        rewards.append(float(res.reward))
-    return rewards, failed, gates
+TIMES = ("rollout_s", "reward_s", "gather_s")
 
 
 @dataclass
@@ -99,21 +71,9 @@ class TrainerOptions:
     eval_temperature: float = 0.0    # 0 = greedy
     eval_samples: int = 1            # responses per eval prompt
     style: str = "glm41v"
+    reward_workers: int = 1          # verifier processes (1: in this process)
+    judge_threads: int = 16          # threads for LLM-judge calls
     template: str | None = None      # the policy checkpoint's own chat template (None: glmv's rendering)
-
-
-@dataclass
-class _Row:
-    ids: list[int]
-    prompt_len: int
-    forced: list[bool]
-    logprobs: list[float]
-    advantage: float
-    pixel_values: Any
-    grid: Any
-    domain: str
-    rid: str = ""
-    live: bool = True  # False: a placeholder row of a rank with no share (no loss tokens)
 
 
 class RLCSTrainer:
@@ -122,12 +82,13 @@ class RLCSTrainer:
     def __init__(self, engine: Any, processor: Any, records: Sequence[RLRecord], cfg: RLCSConfig,
                  reward_config: Any, opts: TrainerOptions, *, offline_grades: dict[str, float] | None = None,
                  ref_model: Any = None, log: Callable[[str], None] | None = None):
-        from glmv_cli.generation import HFEngine
-
         if opts.on_judge_error not in JUDGE_ERRORS:
             raise GlmvError(f"--on-judge-error must be one of {', '.join(JUDGE_ERRORS)}, got '{opts.on_judge_error}'")
         self.engine, self.processor, self.cfg, self.opts = engine, processor, cfg, opts
         self.reward_config = reward_config
+        from glmv_cli.rewards import RewardPool
+
+        self.rewards = RewardPool(reward_config, opts.reward_workers, opts.judge_threads)
         self.records = list(records)
         self.by_id = {r.id: r for r in self.records}
         self.tok = getattr(processor, "tokenizer", processor)
@@ -137,20 +98,37 @@ class RLCSTrainer:
         self.controller: ExpansionController = cfg.expansion.controller()
         self.model = engine.module
         self.rank, self.world = int(getattr(engine, "rank", 0)), int(getattr(engine, "world", 1))
-        self.probe = sharding.probe_params(self.model.config) if self.world > 1 else None
-        self.rollout = HFEngine(self.model, self.tok, batch_size=opts.rollout_batch, model_tag="rlcs")
+        pad = getattr(self.tok, "pad_token_id", None)
+        self.pad_id = int(pad) if pad is not None else 0
+        self.image_token_id = int(self.model.config.image_token_id)
+        probe = sharding.probe_params(self.model.config)
+        zero = int(getattr(getattr(getattr(engine, "cfg", None), "engine", None), "zero_stage", 0))
+        self.rollout = self._rollout_engine(probe, lockstep=self.world > 1 and zero == 3)
         self.ref_model = ref_model
         if cfg.loss.kl_coef > 0 and ref_model is None:
             raise GlmvError("--kl-coef > 0 needs a reference model (the stage keeps a frozen copy of --model)")
-        self.image_token_id = int(self.model.config.image_token_id)
         # never sampled by the engine; the learner masks them too (same distribution, ratio 1)
         self.banned_ids: tuple[int, ...] = tuple(self.rollout.banned_token_ids)
-        pad = getattr(self.tok, "pad_token_id", None)
-        self.pad_id = int(pad) if pad is not None else 0
+        spec = PackSpec(self.pad_id, self.image_token_id, probe["merge"] if probe else 1,
+                        probe["patch_dim"] if probe else 0, mask_forced=cfg.loss.mask_forced_tokens)
+        chunks = int(getattr(getattr(getattr(engine, "cfg", None), "engine", None), "vision_chunk_images", 0))
+        self.updater = PolicyUpdate(engine, cfg.loss, UpdateSetup(
+            spec, opts.micro_batch, cfg.rollout.temperature, self.banned_ids,
+            exact_logprobs=bool(getattr(self.rollout, "exact_logprobs", False)),
+            equal_images=self.world > 1 and chunks > 0), ref_model=ref_model)
         self._prompts: dict[str, Any] = {}
+        self._times: dict[str, float] = {k: 0.0 for k in TIMES}
         self.step = 0
         self.judge_dropped_total = 0
         self.log = log or (lambda s: None)
+
+    def _rollout_engine(self, probe: dict[str, int] | None, *, lockstep: bool) -> Any:
+        """The rollout engine behind ``generate(prompts, params, n, seed) -> rollouts``."""
+        from glmv_cli.generation import HFEngine
+        from glmv_cli.generation.lockstep import LockStep
+
+        ls = LockStep(self.image_token_id, self.pad_id, probe) if lockstep else None
+        return HFEngine(self.model, self.tok, batch_size=self.opts.rollout_batch, model_tag="rlcs", lockstep=ls)
 
     # ------------------------------------------------------------------ prompts and rollouts
 
@@ -175,31 +153,47 @@ class RLCSTrainer:
         # distinct per (run seed, step, round); rollout_seed hashes it with the prompt id and index
         return (self.opts.seed * 1_000_003 + step) * 101 + rnd
 
-    def roll(self, ids: Sequence[str], step: int, rnd: int) -> list[ScoredGroup]:
+    def _generate(self, prompts: list, params: Any, n: int, seed: int) -> list:
+        """This rank's rollouts (a lock-stepped engine runs even without prompts of its own)."""
+        if not prompts and getattr(self.rollout, "lockstep", None) is None:
+            return []
+        self.model.eval()
+        with torch.no_grad():
+            return self.rollout.generate(prompts, params, n=n, seed=seed)
+
+    def _score(self, recs: Sequence[RLRecord], outs: Sequence[Sequence[Any]]) -> list[tuple[list[float], bool, int]]:
+        """(rewards, judge failed, gate failures) per record, all responses scored in one call."""
         from glmv_cli.generation import prompt_text
 
+        items = []
+        for rec, rolls in zip(recs, outs):
+            ptext = prompt_text(rec.record.messages) if rec.record is not None else ""
+            items.extend((ptext, r.text, rec.answer, rec.domain, rec.extra) for r in rolls)
+        results = self.rewards.score_many(items)
+        out, k = [], 0
+        for rolls in outs:
+            out.append(group_outcome(results[k:k + len(rolls)]))
+            k += len(rolls)
+        return out
+
+    def roll(self, ids: Sequence[str], step: int, rnd: int) -> list[ScoredGroup]:
         if not ids:
             return []
+        t0 = time.perf_counter()
         mine = sharding.shard(ids, self.rank, self.world)  # all of them in one process
         prompts = [self.prompt(i) for i in mine]
-        outs = []
-        if mine:
-            self.model.eval()
-            with torch.no_grad():
-                outs = self.rollout.generate(prompts, self.sampling_params(), n=self.cfg.rollout.group_size,
-                                             seed=self._seed(step, rnd))
-        groups = []
-        for rid, p, rolls in zip(mine, prompts, outs):
-            rec = self.by_id[rid]
-            rewards, failed, gates = score_group(rec, prompt_text(rec.record.messages), [r.text for r in rolls],
-                                                 self.reward_config)
-            groups.append(ScoredGroup(rec, p, rolls, rewards, failed, gates))
-        if self.world == 1:
-            return groups
-        from glmv_cli.training import dist
-
-        every = sharding.gather_in_order([sharding.group_to_json(g) for g in groups], len(ids), dist.all_gather_json)
-        return [sharding.group_from_json(d, self.by_id[d["rid"]], self.prompt(d["rid"])) for d in every]
+        outs = self._generate(prompts, self.sampling_params(), self.cfg.rollout.group_size, self._seed(step, rnd))
+        t1 = time.perf_counter()
+        recs = [self.by_id[rid] for rid in mine]
+        groups = [ScoredGroup(rec, p, rolls, *res)
+                  for rec, p, rolls, res in zip(recs, prompts, outs, self._score(recs, outs))]
+        t2 = time.perf_counter()
+        if self.world > 1:
+            groups = sharding.gather_groups(groups, len(ids), lambda rid: (self.by_id[rid], self.prompt(rid)))
+        t3 = time.perf_counter()
+        for k, v in zip(TIMES, (t1 - t0, t2 - t1, t3 - t2)):
+            self._times[k] += v
+        return groups
 
     # ------------------------------------------------------------------ one step
 
@@ -238,187 +232,26 @@ class RLCSTrainer:
                 "judge_dropped_groups": dropped, "topup_rounds_used": rnd, "prompt_ids": list(rolled)}
         return [valid[i] for i in keep], valid, info
 
-    def build_rows(self, groups: Sequence[ScoredGroup]) -> list[_Row]:
-        rows = []
-        for g in groups:
-            adv = grpo.group_advantages(torch.tensor([g.rewards], dtype=torch.float32),
-                                        std_normalize=self.cfg.loss.adv_std_normalize, eps=self.cfg.loss.adv_eps)[0]
-            for r, a in zip(g.rollouts, adv.tolist()):
-                rows.append(_Row(list(g.prompt.input_ids) + list(r.token_ids), len(g.prompt.input_ids),
-                                 list(r.forced), list(r.logprobs), float(a), g.prompt.pixel_values, g.prompt.image_grid_thw,
-                                 g.record.domain, g.record.id))
+    def build_rows(self, groups: Sequence[ScoredGroup]) -> list[Row]:
+        rows = build_rows(groups, std_normalize=self.cfg.loss.adv_std_normalize, eps=self.cfg.loss.adv_eps)
+        check_response_tokens(rows, self.banned_ids, self.tok)
         return rows
 
-    def _probe_row(self) -> _Row:
-        """A one-token dummy image as its own row: runs the vision tower, adds no loss token."""
-        pr = self.probe
-        pv = torch.zeros(pr["merge"] ** 2, pr["patch_dim"])
-        return _Row([pr["image_token_id"]], 1, [], [], 0.0, pv, torch.tensor([[1, pr["merge"], pr["merge"]]]),
-                    "", "<vision-probe>", live=False)
-
-    def collate(self, rows: Sequence[_Row]) -> dict[str, Any]:
-        """Right-padded model inputs of some rows, with response-aligned loss tensors [b, L-1]."""
-        if self.probe is not None and all(r.pixel_values is None for r in rows):
-            rows = [*rows, self._probe_row()]
-        b, L = len(rows), max(len(r.ids) for r in rows)
-        ids = torch.full((b, L), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((b, L), dtype=torch.long)
-        resp = torch.zeros((b, L - 1), dtype=torch.float32)
-        forced = torch.zeros((b, L - 1), dtype=torch.bool)
-        behaviour = torch.zeros((b, L - 1), dtype=torch.float32)
-        targets = torch.full((b, L - 1), self.pad_id, dtype=torch.long)
-        banned = set(self.banned_ids)
-        for i, r in enumerate(rows):
-            bad = [(k, t) for k, t in enumerate(r.ids[r.prompt_len:]) if t in banned]
-            if bad:
-                k, t = bad[0]
-                raise GlmvError(
-                    f"rollout of record '{r.rid}': response token {k} is the multimodal token id {t} "
-                    f"({self.tok.convert_ids_to_tokens(t)!r}), which the rollout engine masks out and never samples; "
-                    "the learner cannot re-run such a response (it would look for image features)")
-            row = torch.tensor(r.ids)
-            ids[i, :len(r.ids)] = row
-            mask[i, :len(r.ids)] = 1
-            targets[i, :len(r.ids) - 1] = row[1:]
-            if not r.live:
-                continue
-            # logits at position t predict token t + 1: response token j sits at t = prompt_len - 1 + j
-            s, e = r.prompt_len - 1, len(r.ids) - 1
-            resp[i, s:e] = 1.0
-            forced[i, s:e] = torch.tensor(r.forced, dtype=torch.bool)
-            behaviour[i, s:e] = torch.tensor(r.logprobs, dtype=torch.float32)
-        types = ((ids == self.image_token_id) & mask.bool()).long()
-        pv = [torch.as_tensor(r.pixel_values) for r in rows if r.pixel_values is not None]
-        grids = [torch.as_tensor(r.grid).reshape(-1, 3) for r in rows if r.grid is not None]
-        grid = torch.cat(grids) if grids else None
-        with torch.no_grad():
-            pos, _ = self.model.model.get_rope_index(ids, types, image_grid_thw=grid, attention_mask=mask)
-        batch = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "mm_token_type_ids": types,
-                 "advantages": torch.tensor([r.advantage for r in rows], dtype=torch.float32),
-                 "loss_mask": grpo.loss_mask_from_flags(resp, forced, mask_forced=self.cfg.loss.mask_forced_tokens),
-                 "forced_mask": (forced & resp.bool()).float(), "behaviour_logp": behaviour,
-                 "targets": targets}
-        if pv:
-            batch["pixel_values"] = torch.cat(pv)
-            batch["image_grid_thw"] = grid
-        return batch
-
-    @staticmethod
-    def _forward_logp(model: Any, batch: dict[str, Any], want_entropy: bool = False, banned: Sequence[int] = (),
-                      chunked: bool = True):
-        """(log-probs of ``batch["targets"]`` [b, L-1], entropy or None) under the policy with the
-        ``banned`` ids masked out. ``chunked`` (default) uses the fused LM-head kernel when no entropy
-        is wanted and the head is not ZeRO-3-partitioned; otherwise full fp32 logits.
-
-        Positions whose target is banned (the prompt's own ``<|image|>`` run; never a response token,
-        ``collate`` checks) have log-prob -inf under the mask; they get 0 and no gradient instead,
-        so the loss mask's zeros there multiply a finite number."""
-        kw = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "mm_token_type_ids",
-                                    "pixel_values", "image_grid_thw") if k in batch}
-        targets = batch["targets"]
-        is_banned = None
-        if banned:
-            is_banned = torch.isin(targets, torch.tensor(list(banned), dtype=targets.dtype, device=targets.device))
-        if chunked and not want_entropy:
-            from glmv_kernels.logprobs import IGNORE_INDEX, linear_logprobs
-            from glmv_kernels.model_loss import unwrap
-
-            m = unwrap(model)
-            w = m.lm_head.weight
-            if not hasattr(w, "ds_id"):  # ZeRO-3 partitions the head: full logits below
-                # chunked head: the [rows x L x vocab] logits never exist (vocab 151,552 at 8K+ tokens)
-                hidden = m.model(**kw, use_cache=False)[0][:, :-1]
-                bias = m.lm_head.bias
-                if banned:
-                    ban = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-                    ban.index_fill_(0, torch.tensor(list(banned), dtype=torch.long, device=w.device), float("-inf"))
-                    bias = ban if bias is None else bias + ban
-                    targets = targets.masked_fill(is_banned, IGNORE_INDEX)  # log-prob 0, no gradient
-                return linear_logprobs(hidden, w, targets.to(hidden.device), bias=bias), None
-        logits = model(**kw, use_cache=False).logits[:, :-1].float()
-        if banned:
-            # a finite floor, not -inf: exp() is exactly 0 either way, but entropy's p * log p stays
-            # 0 instead of 0 * -inf = nan
-            idx = torch.tensor(list(banned), dtype=torch.long, device=logits.device)
-            logits = logits.index_fill(-1, idx, MASKED_LOGIT)
-            targets = targets.to(logits.device).masked_fill(is_banned.to(logits.device), 0)
-        logp = grpo.token_logprobs(logits, targets)
-        if banned:
-            logp = logp.masked_fill(is_banned.to(logp.device), 0.0)
-        ent = grpo.entropy_from_logits(logits) if want_entropy else None
-        return logp, ent
-
-    def _count(self, batch: dict[str, Any]) -> float:
-        m = batch["loss_mask"]
-        if self.cfg.loss.loss_agg == "token-mean":
-            return float(m.sum())
-        return float((m.sum(-1) > 0).sum())
-
-    def update(self, rows: Sequence[_Row]) -> dict[str, float]:
-        """Old log-probs, then ppo_epochs × mini_batches optimizer steps; returns update metrics."""
-        lc = self.cfg.loss
-        mb = max(1, self.opts.micro_batch)
-        if self.world > 1:
-            # a rank without a share still runs one micro batch (the same collectives everywhere)
-            # on a copy of a row that contributes no loss token
-            rows = sharding.shard(rows, self.rank, self.world) or [replace(rows[0], live=False)]
-        micro = [self.collate(rows[i:i + mb]) for i in range(0, len(rows), mb)]
-        self.model.eval()
-        with torch.no_grad():
-            for b in micro:
-                b["old_logp"] = self._forward_logp(self.model, b, banned=self.banned_ids)[0]
-                if self.ref_model is not None:
-                    b["ref_logp"] = self._forward_logp(self.ref_model, b, banned=self.banned_ids)[0]
-        kw = lc.loss_kwargs()
-        stats: list[dict[str, float]] = []
-
-        def loss_fn(model: Any, batch: dict[str, Any]) -> torch.Tensor:
-            logp, ent = self._forward_logp(model, batch, want_entropy=lc.entropy_coef != 0, banned=self.banned_ids)
-            loss, m = grpo.rlcs_loss(logp, batch["old_logp"], batch["advantages"], batch["loss_mask"],
-                                     ref_logp=batch.get("ref_logp"), entropy=ent, denominator=1.0, **kw)
-            stats.append(m)
-            return loss
-
-        per = math.ceil(len(micro) / lc.mini_batches)
-        chunks = [micro[i:i + per] for i in range(0, len(micro), per)]
-        steps = []
-        for _ in range(lc.ppo_epochs):
-            for ch in chunks:
-                steps.append(self.engine.train_step(ch, loss_fn=loss_fn, count_fn=self._count))
-        tok = sum(s["tokens"] for s in steps)
-        tsec = sum(s["time_s"] for s in steps)
-        w = [s.get("tokens", 0.0) for s in stats]
-        keys = ("clip_frac_high", "clip_frac_low", "dual_clip_frac", "approx_kl")
-        # token-weighted over every rank's micro batches: the same figures as one process
-        from glmv_cli.training import dist
-
-        sums = dist.all_sum([sum(w)] + [sum(s.get(k, 0.0) * t for s, t in zip(stats, w)) for k in keys]
-                            + [sum(float(b["forced_mask"].sum()) for b in micro)])
-        tot = sums[0] or 1.0
-        avg = {k: v / tot for k, v in zip(keys, sums[1:-1])}
-
-        forced_tokens = sums[-1]
-        # |learner − rollout engine| log-prob on sampled tokens before the update: ~1e-6 at T = 1
-        # (same weights, two code paths: KV-cache decode vs full forward); a large gap means
-        # misaligned tokens or a temperature ≠ 1 behaviour policy
-        (gap,) = dist.all_max([max(float(((b["old_logp"] - b["behaviour_logp"]).abs() * b["loss_mask"]).max())
-                                   for b in micro)])
-        return {
-            "loss": steps[-1]["loss"], "loss_first": steps[0]["loss"], "lr": steps[-1]["lr"],
-            "grad_norm": steps[-1]["grad_norm"], "optimizer_steps": float(len(steps)),
-            **avg, "clip_frac": avg["clip_frac_high"] + avg["clip_frac_low"],
-            "loss_tokens": sums[0] / max(1, len(steps)),
-            "forced_tokens_masked": forced_tokens if lc.mask_forced_tokens else 0.0,
-            "behaviour_logp_gap": gap,
-            "update_tokens_per_s": tok / max(tsec, 1e-9), "update_s": tsec,
-        }
+    def update(self, rows: Sequence[Row]) -> dict[str, float]:
+        """Old log-probs, then ppo_epochs x mini_batches optimizer steps (``rl.update``)."""
+        got = self.updater.run(rows, self.step)
+        want = self.cfg.loss.mini_batches
+        if got["mini_batches_run"] < want:
+            self.log(f"step {self.step + 1}: {len(rows)} kept rows fill only {int(got['mini_batches_run'])} of "
+                     f"--mini-batches {want}: {int(got['optimizer_steps'])} optimizer steps")
+        return got
 
     def train_step(self) -> dict[str, Any]:
         """One full RLCS step; returns its metrics line."""
         t0 = time.perf_counter()
         step = self.step
+        self._times = {k: 0.0 for k in TIMES}
         kept, valid, info = self.collect(step)
-        t_roll = time.perf_counter() - t0
         m: dict[str, Any] = {"step": step + 1, **info}
         m.update(rollout_metrics(valid, kept))
         m.update(self.controller.metrics())
@@ -427,15 +260,16 @@ class RLCSTrainer:
             m.update(self.update(self.build_rows(kept)))
         else:
             self.log(f"step {step + 1}: no informative group; the policy is not updated")
-            m.update({"loss": 0.0, "grad_norm": 0.0, "optimizer_steps": 0.0, "clip_frac": 0.0})
+            m.update({"loss": 0.0, "grad_norm": 0.0, "optimizer_steps": 0.0, "clip_frac": 0.0,
+                      "old_logp_s": 0.0, "update_s": 0.0})
         m.update({f"sampler_{k}": v for k, v in self.sampler.metrics().items()})
         dm = self.sampler.domain_metrics()
         for d, vals in m["domains"].items():
             vals["tier_histogram"] = {k[5:]: int(v) for k, v in dm.get(d, {}).items() if k.startswith("tier_")}
             vals["sampler_pass_rate_mean"] = dm.get(d, {}).get("pass_rate_mean", 0.0)
         gen_tokens = sum(r.num_tokens for g in valid for r in g.rollouts)
-        m["rollout_s"] = t_roll
-        m["rollout_tokens_per_s"] = gen_tokens / max(t_roll, 1e-9)
+        m.update(self._times)
+        m["rollout_tokens_per_s"] = gen_tokens / max(m["rollout_s"], 1e-9)
         m["step_s"] = time.perf_counter() - t0
         m["tokens_per_s"] = (gen_tokens + m.get("loss_tokens", 0.0)) / max(m["step_s"], 1e-9)
         m["judge_dropped_total"] = self.judge_dropped_total
@@ -446,7 +280,7 @@ class RLCSTrainer:
 
     def evaluate(self, records: Sequence[RLRecord]) -> dict[str, Any]:
         """Mean reward (and SE over prompts) on held-out records; per domain too."""
-        from glmv_cli.generation import prompt_from_record, prompt_text
+        from glmv_cli.generation import prompt_from_record
 
         if not records:
             return {}
@@ -455,16 +289,10 @@ class RLCSTrainer:
         prompts = [prompt_from_record(r.record, self.tok, self.processor.image_processor, style=self.opts.style,
                                       template=self.opts.template) for r in mine]
         sp = self.sampling_params(temperature=self.opts.eval_temperature)
-        self.model.eval()
         t0 = time.perf_counter()
-        outs = []
-        if mine:
-            with torch.no_grad():
-                outs = self.rollout.generate(prompts, sp, n=n, seed=self.opts.seed + 7_777_777)
+        outs = self._generate(prompts, sp, n, self.opts.seed + 7_777_777)
         scored = []  # per record: (judge failed, mean reward, response lengths)
-        for rec, rolls in zip(mine, outs):
-            rewards, failed, _ = score_group(rec, prompt_text(rec.record.messages), [r.text for r in rolls],
-                                             self.reward_config)
+        for rolls, (rewards, failed, _) in zip(outs, self._score(mine, outs)):
             scored.append([failed, sum(rewards) / len(rewards), [r.num_tokens for r in rolls]])
         if self.world > 1:
             from glmv_cli.training import dist
@@ -499,6 +327,9 @@ class RLCSTrainer:
         return {"version": STATE_VERSION, "step": self.step, "sampler": self.sampler.state_dict(),
                 "expansion": self.controller.state_dict(), "judge_dropped_total": self.judge_dropped_total}
 
+    def close(self) -> None:
+        self.rewards.close()
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
             raise GlmvError(f"RLCS checkpoint state has version {state.get('version')!r}, expected {STATE_VERSION}")
@@ -506,6 +337,15 @@ class RLCSTrainer:
         self.sampler.load_state_dict(state["sampler"])
         self.controller.load_state_dict(state["expansion"])
         self.judge_dropped_total = int(state.get("judge_dropped_total", 0))
+
+
+def group_outcome(results: Sequence[Any]) -> tuple[list[float], bool, int]:
+    """(rewards, judge_failed, gate failures) of one group's ``RewardResult``s.
+
+    A judge failure (``JudgeError``: no endpoint produced a verdict) on any response marks the
+    whole group: its zeros are not the policy's fault, so training on them would teach noise."""
+    failed = any(r.error is not None and r.error.startswith("JudgeError") for r in results)
+    return [float(r.reward) for r in results], failed, sum(1 for r in results if r.gate is not None)
 
 
 def _rates(groups: Sequence[ScoredGroup]) -> dict[str, float]:

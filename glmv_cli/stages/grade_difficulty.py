@@ -14,13 +14,23 @@ per-sample pass rates, pass@j, combined grade and tier (``glmv_cli.rl.difficulty
                      the data's own difficulty field and the graded difficulty, forced/truncated rates
 
 Resume. Work is cut into fixed chunks of ``--batch-size`` consecutive samples (by input position).
-Each finished chunk of a model is appended to ``rollouts.jsonl`` in the staging directory with
+Each finished chunk of a model is appended to the progress file in the staging directory with
 one ``write`` + ``fsync``; a killed run leaves the staging directory, and re-running the same
 command skips every chunk already on disk (a torn last chunk is dropped and redone whole). Since
 chunk composition is fixed and every rollout has its own seed (``rollout_seed``), a resumed run
 writes the same results as an uninterrupted one. The options that decide the rollouts are stored
 in ``run.json`` (``glmv_cli.lifecycle``); re-running with different ones is an error that names the
 option, and ``--resume never`` starts over.
+
+Data parallel (``torchrun --nproc_per_node N -m glmv_cli.main grade-difficulty ...``). Chunk j
+belongs to rank j mod N, whatever is already done, so every rank knows its shard without asking
+the others. Each rank loads the models itself (HF on ``cuda:LOCAL_RANK``; vLLM on that GPU alone),
+grades its chunks and appends them to its own progress file ``rollouts.rank-RRRRR.jsonl``; a gloo
+process group carries only barriers. Resume is per shard: a rerun (with any N) reads every
+progress file, so a chunk graded by any rank of any earlier run is kept. At the end rank 0
+merges the shards into ``rollouts.jsonl`` (model order, then input order), removes the shard
+files, and writes ``results.jsonl`` and the manifest: the artifact is the one a single process
+writes, byte for byte in ``results.jsonl``.
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from glmv_cli.rewards.userfn import REWARD_FN_HELP
 STAGE = "grade-difficulty"
 ROLLOUTS = "rollouts.jsonl"
 RESULTS = "results.jsonl"
+SHARD_GLOB = "rollouts.rank-*.jsonl"
 # Options that decide the rollouts and their rewards; a resumed run must match them.
 _ROLLOUT_KEYS = ("engine", "models", "k", "temperature", "top_p", "max_new_tokens", "thinking_budget", "answer_budget",
                  "style", "batch_size", "limit", "seed", "reward_fn", "format", "split", "subset", "domain_map",
@@ -122,9 +133,10 @@ class GradeDifficultyOptions:
 # ----------------------------------------------------------------------------- progress file
 
 
-def read_progress(path: Path, chunk_sizes: dict[int, int]) -> dict[tuple[int, str], dict]:
-    """Committed (model, id) lines of ``rollouts.jsonl``; drops a torn tail and incomplete chunks
-    (rewriting the file) so that a chunk is either fully on disk or redone."""
+def read_progress(path: Path, chunk_sizes: dict[int, int], repair: bool = True) -> dict[tuple[int, str], dict]:
+    """Committed (model, id) lines of a progress file; drops a torn tail and incomplete chunks
+    (with ``repair``, rewriting the file: only its writer may) so that a chunk is either fully on
+    disk or redone."""
     if not path.exists():
         return {}
     data = path.read_bytes()
@@ -139,7 +151,7 @@ def read_progress(path: Path, chunk_sizes: dict[int, int]) -> dict[tuple[int, st
     for d in lines:
         groups.setdefault((d["model"], d["chunk"]), []).append(d)
     keep = [d for (mi, ch), ds in groups.items() if len(ds) == chunk_sizes.get(ch, -1) for d in ds]
-    if len(keep) != len(lines) or cut != len(data):
+    if repair and (len(keep) != len(lines) or cut != len(data)):
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(d) + "\n" for d in keep)
@@ -147,6 +159,20 @@ def read_progress(path: Path, chunk_sizes: dict[int, int]) -> dict[tuple[int, st
             os.fsync(f.fileno())
         os.replace(tmp, path)
     return {(d["model"], d["id"]): d for d in keep}
+
+
+def progress_file(stage_dir: Path, rank: int, world: int) -> Path:
+    """The progress file this rank appends to (one process: ``rollouts.jsonl`` itself)."""
+    return stage_dir / (ROLLOUTS if world == 1 else f"rollouts.rank-{rank:05d}.jsonl")
+
+
+def read_all_progress(stage_dir: Path, chunk_sizes: dict[int, int],
+                      own: Path | None = None) -> dict[tuple[int, str], dict]:
+    """Every progress file's committed lines (only ``own`` is repaired: others may be in use)."""
+    done: dict[tuple[int, str], dict] = {}
+    for f in [stage_dir / ROLLOUTS, *sorted(stage_dir.glob(SHARD_GLOB))]:
+        done.update(read_progress(f, chunk_sizes, repair=f == own))
+    return done
 
 
 def append_lines(path: Path, lines: list[dict]) -> None:
@@ -163,13 +189,16 @@ def append_lines(path: Path, lines: list[dict]) -> None:
 # ----------------------------------------------------------------------------- the stage
 
 
-def _device(opt: str) -> str:
+def _device(opt: str, world: int) -> str:
+    """The device of this rank: under a launcher ``auto``/``cuda`` mean this rank's own GPU."""
     import torch
 
-    if opt == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
     if opt.startswith("cuda") and not torch.cuda.is_available():
         raise GlmvError(f"--device {opt}: no CUDA device is available")
+    if opt == "auto":
+        opt = "cuda" if torch.cuda.is_available() else "cpu"
+    if opt == "cuda" and world > 1:
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
     return opt
 
 
@@ -185,6 +214,10 @@ def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
 
         if not (Path(spec) / "config.json").is_file():
             raise GlmvError(f"--engine vllm needs each --model to be a model directory, got '{spec}'")
+        if dev.startswith("cuda:"):  # one rank of a launcher: vLLM sees only this rank's GPU
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
+            idx = int(dev.split(":")[1])
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible[idx] if visible != [""] and idx < len(visible) else str(idx)
         processor = load_processor(spec)
         size = apply_pixel_limits(processor.image_processor, opts.images)
         tok = processor.tokenizer
@@ -226,15 +259,33 @@ def _rollout_fingerprint(opts: GradeDifficultyOptions, data_sha: str) -> dict[st
     return json.loads(json.dumps(d))
 
 
-def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
-    """Runs (or resumes) the grading and writes the artifact."""
-    from glmv_cli.artifacts import check_out, option_paths, verify_input
-    from glmv_cli.rewards.scoring import load_config
-    from glmv_cli.rl.difficulty import read_human_labels
-    from glmv_cli.rl.records import check_boxed_prompts, load_data
+def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest | None:
+    """Runs (or resumes) the grading and writes the artifact (the manifest on rank 0, None on the
+    other ranks of a launcher)."""
+    from glmv_cli.artifacts import check_out, option_paths
 
     opts.validate()
     check_out(opts.out, opts.overwrite, option_paths(opts))
+    from glmv_cli.training import dist
+
+    world, rank = dist.env_world(), dist.env_rank()
+    dist.init_coordination()
+    try:
+        return _grade(opts, world, rank)
+    finally:
+        if world > 1:
+            dist.shutdown()
+
+
+def _grade(opts: GradeDifficultyOptions, world: int, rank: int) -> Manifest | None:
+    from glmv_cli import options as O
+    from glmv_cli.artifacts import option_paths, verify_input
+    from glmv_cli.lifecycle import StageRun
+    from glmv_cli.rewards.scoring import load_config
+    from glmv_cli.rl.difficulty import read_human_labels
+    from glmv_cli.rl.records import check_boxed_prompts, load_data
+    from glmv_cli.training import dist
+
     reward_cfg = load_config(opts.reward_config, reward_fn=opts.reward_fn)
     data = load_data(opts.data, reward_cfg, on_bad=opts.on_bad, source=opts.source, domains=opts.domains,
                      limit=opts.limit or None, checks=opts.media)
@@ -242,26 +293,48 @@ def grade_difficulty(opts: GradeDifficultyOptions) -> Manifest:
     check_boxed_prompts(recs, reward_cfg)
     labels = read_human_labels(opts.human_labels) if opts.human_labels else {}
     _check_labels_match(labels, recs, opts.human_labels)
-    fingerprint = _rollout_fingerprint(opts, data.fingerprint)
-
-    inputs = [verify_input(data_manifest, opts.checks.verify_inputs, "--data")] if data_manifest else []
+    full = opts.checks.verify_inputs
+    inputs = [verify_input(data_manifest, full, "--data")] if data_manifest else []
     for spec in opts.models:  # model artifacts (e.g. from glmv sft) join the lineage
         if (Path(spec) / "manifest.json").is_file():
-            inputs.append(verify_input(read_manifest(spec, what="--model"), opts.checks.verify_inputs, "--model"))
-    from glmv_cli import options as O
-    from glmv_cli.lifecycle import StageRun
-
-    for spec in opts.models:
+            inputs.append(verify_input(read_manifest(spec, what="--model"), full, "--model"))
         _check_model_dir(spec)
-    run = StageRun(Path(opts.out), STAGE, fingerprint, resume=opts.resume == "auto", overwrite=opts.overwrite,
-                   options=O.flat_dict(opts), inputs=inputs, input_paths=option_paths(opts), progress=(ROLLOUTS,))
+    run = StageRun(Path(opts.out), STAGE, _rollout_fingerprint(opts, data.fingerprint), resume=opts.resume == "auto",
+                   overwrite=opts.overwrite, options=O.flat_dict(opts), inputs=inputs, rank0=rank == 0,
+                   input_paths=option_paths(opts), progress=(ROLLOUTS, SHARD_GLOB))
     run.check_resume()
+    dist.barrier()  # every rank checked the old run before rank 0 (re)opens the staging directory
     stage_dir = run.open()
     try:
-        return _grade(opts, run, stage_dir, recs, bad, labels, reward_cfg)
+        return _grade_opened(opts, world, rank, run, stage_dir, recs, bad, labels, reward_cfg)
     except BaseException:
-        run.release()
+        run.release()  # rank 0: the staging dir stays only with rollouts on disk
         raise
+
+
+def _grade_opened(opts: GradeDifficultyOptions, world: int, rank: int, run: Any, stage_dir: Path, recs: list,
+                  bad: Any, labels: dict, reward_cfg: Any) -> Manifest | None:
+    """Every rank's chunks rolled out (or reused from disk), then rank 0 finishes the artifact."""
+    from glmv_cli.training import dist
+
+    dist.barrier()
+    bs = opts.batch_size
+    chunks = [recs[i:i + bs] for i in range(0, len(recs), bs)]
+    sizes = {j: len(c) for j, c in enumerate(chunks)}
+    own = progress_file(stage_dir, rank, world)
+    done = read_all_progress(stage_dir, sizes, own=own)
+    dist.barrier()  # nobody appends before every rank has read what was there
+    reused = len(done)
+    mine = [j for j in range(len(chunks)) if j % world == rank]
+    dev = _device(opts.device, world)
+    gen_tokens, gen_time = _grade_shard(opts, chunks, mine, done, own, reward_cfg, dev)
+    gen_tokens, gen_time = dist.all_sum([float(gen_tokens), gen_time])
+    dist.barrier()  # every shard is on disk
+    if rank != 0:
+        return None
+    done = read_all_progress(stage_dir, sizes)
+    _merge_progress(stage_dir, recs, len(opts.models), done)
+    return _finish(opts, run, recs, bad, labels, done, reused, gen_tokens, gen_time, dev, world)
 
 
 def _check_model_dir(spec: str) -> None:
@@ -307,29 +380,20 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def _grade(opts: GradeDifficultyOptions, run: Any, stage_dir: Path, recs: list, bad: Any, labels: dict,
-           reward_cfg: Any) -> Manifest:
-    """Rollouts for every chunk not on disk yet, then results.jsonl and the commit."""
-    from glmv_cli.rl.difficulty import grade_sample, spearman, tier_histograms
+def _grade_shard(opts: GradeDifficultyOptions, chunks: list, mine: list[int], done: dict, own: Path,
+                 reward_cfg: Any, dev: str) -> tuple[int, float]:
+    """Rolls out and scores this rank's chunks not yet done, appending each to ``own``; returns
+    (generated tokens, generation seconds)."""
+    import torch
 
-    art = run.art
+    from glmv_cli.generation import SamplingParams, prompt_text
+    from glmv_cli.rewards.scoring import score
 
-    bs = opts.batch_size
-    chunks = [recs[i:i + bs] for i in range(0, len(recs), bs)]
-    done = read_progress(stage_dir / ROLLOUTS, {j: len(c) for j, c in enumerate(chunks)})
-    reused = len(done)
-    gen_tokens = 0
-    gen_time = 0.0
-    dev = _device(opts.device)
+    gen_tokens, gen_time = 0, 0.0
     for mi, spec in enumerate(opts.models):
-        todo = [j for j, c in enumerate(chunks) if any((mi, r.id) not in done for r in c)]
+        todo = [j for j in mine if any((mi, r.id) not in done for r in chunks[j])]
         if not todo:
             continue
-        import torch
-
-        from glmv_cli.rewards.scoring import score
-        from glmv_cli.generation import SamplingParams, prompt_text
-
         # the rollout seeds hash the model's position in --model, not its path: the same weights
         # moved or copied elsewhere grade identically
         engine, tok, make_prompts, style = _engine_for(spec, opts, dev, tag=f"model-{mi}")
@@ -353,11 +417,29 @@ def _grade(opts: GradeDifficultyOptions, run: Any, stage_dir: Path, recs: list, 
                 if opts.save_responses:
                     line["responses"] = [ro.text for ro in rolls]
                 lines.append(line)
-            append_lines(stage_dir / ROLLOUTS, lines)
+            append_lines(own, lines)
             done.update({(mi, d["id"]): d for d in lines})
         del engine
+    return gen_tokens, gen_time
 
-    # assemble, in input order
+
+def _merge_progress(stage_dir: Path, recs: list, n_models: int, done: dict) -> None:
+    """Rank 0: one ``rollouts.jsonl`` in (model, input) order from every progress file."""
+    tmp = stage_dir / (ROLLOUTS + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(done[(mi, r.id)]) + "\n" for mi in range(n_models) for r in recs)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, stage_dir / ROLLOUTS)
+    for p in stage_dir.glob(SHARD_GLOB):
+        p.unlink()
+
+
+def _finish(opts: GradeDifficultyOptions, run: Any, recs: list, bad: int, labels: dict, done: dict, reused: int,
+            gen_tokens: float, gen_time: float, dev: str, world: int) -> Manifest:
+    """Rank 0: results.jsonl in input order, the manifest metrics, commit."""
+    from glmv_cli.rl.difficulty import grade_sample, spearman, tier_histograms
+
     results = []
     finish_counts: dict[str, int] = {}
     for r in recs:
@@ -373,7 +455,7 @@ def _grade(opts: GradeDifficultyOptions, run: Any, stage_dir: Path, recs: list, 
             m["model"] = name
         results.append({"id": rid, "domain": r.domain, "data_difficulty": r.difficulty, **g,
                         "human_label": labels.get(rid)})
-    with open(stage_dir / RESULTS, "w", encoding="utf-8") as f:
+    with open(run.path / RESULTS, "w", encoding="utf-8") as f:
         f.writelines(json.dumps(_finite(x), allow_nan=False) + "\n" for x in results)
 
     domains = sorted({x["domain"] for x in results})
@@ -382,7 +464,7 @@ def _grade(opts: GradeDifficultyOptions, run: Any, stage_dir: Path, recs: list, 
         rows = [x for x in results if x["domain"] == d and isinstance(x["data_difficulty"], (int, float))]
         rho[d] = spearman([x["data_difficulty"] for x in rows], [x["difficulty"] for x in rows]) if rows else None
     total_rollouts = sum(finish_counts.values())
-    art.metrics.update({
+    run.art.metrics.update({
         "samples": len(results),
         "rollouts": total_rollouts,
         "bad_records": bad,
@@ -395,9 +477,11 @@ def _grade(opts: GradeDifficultyOptions, run: Any, stage_dir: Path, recs: list, 
         "finish_rates": {k: v / total_rollouts for k, v in sorted(finish_counts.items())},
         "human_labels": {"given": len(labels), "matched": sum(1 for x in results if x["human_label"])},
         "resumed_pairs": reused,
-        "generated_tokens_this_run": gen_tokens,
+        "generated_tokens_this_run": int(gen_tokens),
+        # summed over ranks: the ranks generate side by side, so this is per GPU, not the job's rate
         "generation_tokens_per_s": gen_tokens / gen_time if gen_time > 0 else None,
-        "device": dev,
+        "device": dev if world == 1 else dev.split(":")[0],
+        "world_size": world,
     })
     return run.commit(keep_final_checkpoint=False)
 

@@ -10,9 +10,12 @@ Hugging Face format, ``metrics.jsonl``, ``eval.jsonl`` and ``plots/*.png`` → m
 Resume: checkpoints hold the engine state (weights, AdamW moments, RNG) plus the sampler (pass-rate
 counts, PCG64 state), the expansion EMA and the step as JSON. Rollouts are seeded by (seed, step,
 round), so ``--resume auto`` samples the same prompts and computes the same losses as the
-uninterrupted run. Under ``torchrun`` / ``deepspeed`` (ZeRO 0-2) each rank rolls out, updates on
+uninterrupted run. Under ``torchrun`` / ``deepspeed`` (ZeRO 0-3) each rank rolls out, updates on
 and evaluates 1/N of the prompts and rows and every rank sees every scored group (``rl.sharding``),
-so N processes follow the one-process run; rank 0 writes the artifact.
+so N processes follow the one-process run; under ZeRO-3 the ranks decode in lock-step
+(``generation.lockstep``), and every rank runs the same number of update micro batches whatever
+the kept-group count (``rl.rows``). Rank 0 writes the artifact. docs/memory-plan.md sizes the
+ZeRO stage, rollout batch and micro batch per GPU.
 
 Defaults of the training side differ from SFT where RL needs it: constant learning rate, no
 weight decay (the policy should stay near its SFT start; there is no KL term to hold it).
@@ -40,6 +43,8 @@ from glmv_cli.training.config import CheckpointConfig, EngineConfig, LogConfig, 
 STAGE = "rlcs"
 METRICS = "metrics.jsonl"
 EVALS = "eval.jsonl"
+#: the parts of a step's wall time, in the order the step line prints them
+STEP_TIMES = ("rollout_s", "reward_s", "gather_s", "old_logp_s", "update_s")
 
 
 def _rl_optim() -> OptimConfig:
@@ -79,7 +84,12 @@ class RlcsOptions:
                              "glm45v.", choices=STYLE_CHOICES)
     seed: int = opt(0, "Seed of prompt sampling and rollouts.")
     rollout_batch: int = opt(64, "Rows (prompts x group size) decoded together.", min=1)
-    micro_batch: int = opt(16, "Rows per forward/backward in the policy update.", min=1)
+    micro_batch: int = opt(16, "Policy update: each forward/backward packs rows of up to this many times the "
+                                "step's longest row in tokens (the slots of that many padded rows).", min=1)
+    reward_workers: int = opt(1, "Verifier processes scoring each rollout round's responses (1: in this "
+                                 "process); results are identical for any value.", min=1)
+    judge_threads: int = opt(16, "Threads for LLM-judge calls (a rank's responses wait on the judge together).",
+                             min=1)
     overwrite: bool = opt(False, "Replace --out if it exists.")
     checks: InputChecks = field(default_factory=InputChecks)
     media: MediaChecks = field(default_factory=MediaChecks)
@@ -93,10 +103,14 @@ class RlcsOptions:
     images: ImageSizeConfig = field(default_factory=ImageSizeConfig)
 
     def check(self, world: int = 1) -> None:
-        if world > 1 and self.engine.zero_stage == 3:
-            raise GlmvError("--zero-stage 3 is not supported by glmv rlcs over several processes (ranks decode "
-                            "different numbers of tokens, and ZeRO-3 gathers parameters inside every forward); "
-                            "use --zero-stage 0, 1 or 2")
+        lc, b, n = self.rl.loss, self.rl.expansion.batch_prompts, self.rl.rollout.group_size
+        # several optimizer steps per RL step: each mini-batch gets at least one micro batch of rows
+        # (one mini-batch is every kept row, however few)
+        if lc.mini_batches > 1 and b * n < lc.mini_batches * self.micro_batch:
+            raise GlmvError(
+                f"--mini-batches {lc.mini_batches} x --micro-batch {self.micro_batch} needs at least "
+                f"{lc.mini_batches * self.micro_batch} rows per step, but --batch-prompts {b} x --group-size {n} "
+                f"keeps {b * n}; lower --mini-batches or --micro-batch")
 
     def validate(self, world: int | None = None) -> Any:
         """Checks every option for ``world`` processes (default: the launcher's); returns the
@@ -113,9 +127,10 @@ class RlcsOptions:
 
 def step_line(m: dict[str, Any], total: int) -> str:
     """The fixed-format step line plus the RL quantities."""
+    times = " ".join(f"{k[:-2].replace('_', '-')} {m.get(k, 0.0):.1f}" for k in STEP_TIMES)
     return (f"step {m['step']}/{total} | loss {m.get('loss', 0.0):.4f} | lr {m.get('lr', 0.0):.3e} | "
             f"tok/s {m.get('tokens_per_s', 0.0):,.0f} | reward {m['reward']:.3f} | "
-            f"informative {m['informative_frac']:.2f} | expansion {m['expansion_ratio']:.2f}")
+            f"informative {m['informative_frac']:.2f} | expansion {m['expansion_ratio']:.2f} | s: {times}")
 
 
 def _fingerprint(opts: RlcsOptions, data_sha: str, model_id: str, grades_sha: str | None) -> dict[str, Any]:
@@ -123,8 +138,8 @@ def _fingerprint(opts: RlcsOptions, data_sha: str, model_id: str, grades_sha: st
     o = O.flat_dict(opts)
     for k in ("steps", "out", "overwrite", "eval_every", "eval_limit", "eval_samples", "eval_temperature",
               "eval_data", "eval_split", "model", "data", "grades", "activation_checkpointing", "vision_chunk_images",
-              "verify_inputs", "verify_images", *(leaf.name for leaf in O.leaves(CheckpointConfig)),
-              *(leaf.name for leaf in O.leaves(LogConfig))):
+              "reward_workers", "judge_threads", "verify_inputs", "verify_images",
+              *(leaf.name for leaf in O.leaves(CheckpointConfig)), *(leaf.name for leaf in O.leaves(LogConfig))):
         o.pop(k)
     return {"stage": STAGE, "model": model_id, "data_sha256": data_sha, "grades_sha256": grades_sha, "options": o}
 
@@ -194,7 +209,8 @@ def _build_trainer(opts: RlcsOptions, tcfg: Any, inp: _Inputs, model: Any, proce
     engine = Engine(model, tcfg, total_steps=opts.steps * lc.ppo_epochs * lc.mini_batches)
     t_opts = TrainerOptions(seed=opts.seed, rollout_batch=opts.rollout_batch, micro_batch=opts.micro_batch,
                             on_judge_error=opts.on_judge_error, eval_temperature=opts.eval_temperature,
-                            eval_samples=opts.eval_samples, style=style, template=fmt.template)
+                            eval_samples=opts.eval_samples, style=style, template=fmt.template,
+                            reward_workers=opts.reward_workers, judge_threads=opts.judge_threads)
     trainer = RLCSTrainer(engine, processor, inp.data.records, opts.rl, inp.reward_cfg, t_opts,
                           offline_grades=inp.grades, ref_model=ref_model,
                           log=lambda s: print(s, flush=True) if engine.rank == 0 else None)
@@ -245,6 +261,7 @@ def rlcs(opts: RlcsOptions) -> Manifest | None:
     finally:
         if not committed:
             run.release()
+        trainer.close()
         engine.close()
 
 
@@ -336,7 +353,7 @@ def summarize(metrics: list[dict[str, Any]], evals: list[dict[str, Any]]) -> dic
     if metrics:
         n = len(metrics)
         for k in ("reward", "informative_frac", "expansion_ratio", "response_length", "forced_rate",
-                  "truncated_rate", "clip_frac", "tokens_per_s"):
+                  "truncated_rate", "clip_frac", "tokens_per_s", "padding_ratio", *STEP_TIMES):
             out[f"mean_{k}"] = sum(float(m.get(k, 0.0)) for m in metrics) / n
         out["first_reward"], out["final_reward"] = metrics[0]["reward"], metrics[-1]["reward"]
         out["judge_dropped_groups"] = sum(int(m.get("judge_dropped_groups", 0)) for m in metrics)

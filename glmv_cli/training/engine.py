@@ -49,6 +49,7 @@ from glmv_cli.training.config import TrainConfig, lr_at
 from glmv_cli.training.loss import count_label_tokens, is_packed_lm_batch, lm_loss_sum, with_vision_probe
 
 MODEL_FILE = "model.safetensors"
+PIXEL_KEYS = ("pixel_values", "pixel_values_videos")
 
 
 def param_group_of(name: str) -> str:
@@ -146,11 +147,14 @@ class Engine:
             g["lr"] = lr
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Tensors to the device; under bf16 the pixel values become bf16 (the model's input dtype).
+        Other float tensors (an RL batch's log-probs, advantages, masks) stay fp32: in bf16 a
+        log-prob of -5 is only known to 0.03, and the PPO ratio exp(new - old) would not start at 1."""
         out = {}
         for k, v in batch.items():
             if isinstance(v, torch.Tensor):
                 v = v.to(self.device, non_blocking=True)
-                if self.bf16 and v.is_floating_point():
+                if self.bf16 and k in PIXEL_KEYS:
                     v = v.to(torch.bfloat16)
             out[k] = v
         return out

@@ -117,9 +117,8 @@ def fit(engine: Engine, packs: Sequence[dict[str, Any]], run_dir: str | Path, *,
     losses: list[float] = []
     tok_total, t_run = 0.0, time.perf_counter()
     per_epoch = n // G
-    # ZeRO-3 gathers parameters through the root module's forward hooks; the chunked loss calls the
-    # inner model directly (and would fall back to full logits for the partitioned head anyway).
-    loss_fn = chunked_lm_loss_sum if cfg.engine.chunked_loss and cfg.engine.zero_stage != 3 else lm_loss_sum
+    # the chunked head runs inside lm_head's own module call, so ZeRO-3 gathers its weight there too
+    loss_fn = chunked_lm_loss_sum if cfg.engine.chunked_loss else lm_loss_sum
 
     def step_batches(step: int) -> list[dict[str, Any]]:
         idx = batch_indices(step, n, G, cfg.seed)

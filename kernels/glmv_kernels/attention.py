@@ -20,7 +20,8 @@ implementations of that one mask:
 in transformers 5.23 refuses "flex_attention" (``_supports_flex_attn = False``), so flex reaches it
 through ``register_hf_packed_attention`` ("glmv_packed"): a registered attention function that
 reads the sample boundaries from the position ids and builds one BlockMask per batch, shared by
-all layers; the vision tower and padded batches fall through to transformers' sdpa.
+all layers (without flex or flash-attn it attends each sample on its own, ``document_sdpa``); the
+vision tower and padded batches fall through to transformers' sdpa.
 transformers itself finds the sample boundaries from position ids when ``attention_mask`` is None
 (``find_packed_sequence_indices``: a new sample wherever the position does not grow by 1), which
 for glmv's packs gives the same documents as the restarts used here (tested).
@@ -193,6 +194,25 @@ def packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position
     return out.reshape(B, L, Hq, D).transpose(1, 2)
 
 
+def document_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position_ids: torch.Tensor, *,
+                  causal: bool = True, scale: float | None = None) -> torch.Tensor:
+    """Document-masked attention as one sdpa call per sample (B = 1 packed rows): no mask tensor and
+    no FLOPs on cross-sample blocks, at one kernel launch per sample.
+
+    The choice for packed rows of a few long samples without flash-attn or flex (CPU; the RL
+    update's packs of 2-16 responses): a dense block-diagonal mask over a pack of k equal samples
+    costs k times the attention FLOPs of the samples alone (benchmarks/rl_update_bench.py: 0.87x ->
+    0.50x the padded update's CPU time). Many tiny samples favour the one dense call instead."""
+    if q.shape[0] != 1:
+        return reference_packed_attention(q, k, v, position_ids, causal=causal, scale=scale)
+    gqa = q.shape[1] != k.shape[1]
+    cu, _ = cu_seqlens_from_position_ids(position_ids)
+    parts = [torch.nn.functional.scaled_dot_product_attention(q[:, :, s:e], k[:, :, s:e], v[:, :, s:e],
+                                                              is_causal=causal, scale=scale, enable_gqa=gqa)
+             for s, e in zip(cu[:-1].tolist(), cu[1:].tolist())]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+
+
 def reference_packed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, position_ids: torch.Tensor, *,
                                causal: bool = True, scale: float | None = None) -> torch.Tensor:
     """Each sample attended on its own with plain sdpa, written back in place (no mask tensor)."""
@@ -246,6 +266,8 @@ def _hf_packed_attention(module, query, key, value, attention_mask, dropout: flo
         fn = _compiled_flex() if query.device.type == "cuda" else flex_attention
         out = fn(query, key, value, block_mask=_cached_block_mask(pos, query.device), scale=scaling,
                  enable_gqa=query.shape[1] != key.shape[1])
+    elif backend == "sdpa":
+        out = document_sdpa(query, key, value, pos, scale=scaling)
     else:
         out = packed_attention(query, key, value, pos, backend=backend, scale=scaling)
     return out.transpose(1, 2).contiguous(), None

@@ -1,8 +1,8 @@
 """LM losses and token log-probs of a transformers GLM-4V model through the chunked LM head.
 
-The model is run without its head (``model.model(...)`` -> last hidden states [B, L, H]); the head
-(``model.lm_head``, an ``nn.Linear`` [V, H]) is applied by ``linear_cross_entropy`` /
-``linear_logprobs`` chunk by chunk, so the [B, L, V] logits never exist. Values equal
+The head (``model.lm_head``, an ``nn.Linear`` [V, H]) is applied to the last hidden states
+[B, L, H] by ``linear_cross_entropy`` / ``linear_logprobs`` chunk by chunk, so the [B, L, V]
+logits never exist. Values equal
 ``F.cross_entropy(model(...).logits[:, :-1].float(), shifted labels)`` up to fp32 summation order.
 
 Targets follow glmv's packed convention (the same as ``glmv_cli.training.loss.shifted_targets``):
@@ -10,14 +10,20 @@ labels are aligned with input_ids and shifted here, and a target whose text posi
 position_ids) is 0 starts a new sample, so it is never predicted across a sample boundary. Instead
 of slicing hidden[:, :-1] (a copy of B*L*H), the last position gets the ignore target.
 
-DeepSpeed: a DeepSpeed engine is unwrapped (``.module``). Under ZeRO-3 the head's weight is a
-partitioned placeholder outside its own forward, so these helpers then fall back to calling
-``lm_head`` (gathered by DeepSpeed's hooks) and the full-logits loss -- correct, not memory-lean.
+How the head runs: ``model(**inputs)`` is called as usual, with ``lm_head``'s forward replaced for
+that one call (``head_forward``) by the chunked kernel. So every module runs inside its own module
+call, which is what DeepSpeed ZeRO-3 needs: its hooks gather a module's partitioned parameters
+around that module's forward and again before its backward, and the root module's pre-forward hook
+resets the parameter-fetch trace. The head weight is therefore gathered in the head's own scope
+(forward, then again for the backward), exactly as for a plain ``nn.Linear``, and ZeRO 0-3 all take
+the chunked path; a DeepSpeed engine or a plain module may be passed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+import types
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
@@ -36,8 +42,21 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _zero3_partitioned(p: torch.Tensor) -> bool:
-    return hasattr(p, "ds_id") and hasattr(p, "ds_status")
+@contextmanager
+def head_forward(model: torch.nn.Module, fn: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Within the block, ``model``'s ``lm_head`` computes ``fn(lm_head, hidden)`` instead of its logits.
+
+    ``fn`` runs inside the head module's call, so ``lm_head.weight`` is the full (ZeRO-3: gathered)
+    weight there and autograd saves it as it would for ``F.linear``. The replacement is an instance
+    attribute, removed on exit (also after an exception)."""
+    head = unwrap(model).lm_head
+    if "forward" in head.__dict__:
+        raise RuntimeError("lm_head's forward is already replaced (nested head_forward)")
+    head.forward = types.MethodType(fn, head)
+    try:
+        yield
+    finally:
+        head.__dict__.pop("forward", None)
 
 
 def next_token_targets(labels: torch.Tensor, position_ids: torch.Tensor | None = None,
@@ -55,45 +74,43 @@ def next_token_targets(labels: torch.Tensor, position_ids: torch.Tensor | None =
 def causal_lm_loss_from_hidden(hidden: torch.Tensor, lm_head: torch.nn.Module, labels: torch.Tensor,
                                position_ids: torch.Tensor | None = None, *, reduction: str = "sum",
                                ignore_index: int = IGNORE_INDEX, chunk_size: int | None = None) -> torch.Tensor:
-    """Next-token CE from last hidden states [B, L, H] and the LM head, fp32, never forming logits."""
+    """Next-token CE from last hidden states [B, L, H] and the LM head, fp32, never forming logits
+    (the head's weight must be whole here: call inside its module call under ZeRO-3)."""
     tgt = next_token_targets(labels, position_ids, ignore_index).to(hidden.device)
-    if _zero3_partitioned(lm_head.weight):
-        logits = lm_head(hidden).float()
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1),
-                                                 ignore_index=ignore_index, reduction=reduction).reshape(
-            tgt.shape if reduction == "none" else ())
     return linear_cross_entropy(hidden, lm_head.weight, tgt, bias=lm_head.bias, ignore_index=ignore_index,
                                 reduction=reduction, chunk_size=chunk_size)
 
 
-def _hidden(model: torch.nn.Module, inputs: Mapping[str, Any]) -> torch.Tensor:
+def _call(model: torch.nn.Module, inputs: Mapping[str, Any]) -> Any:
     kw = {k: v for k, v in inputs.items() if k not in _DROP}
-    return model.model(**kw, use_cache=False)[0]
+    return model(**kw, use_cache=False)
 
 
 def causal_lm_loss(model: torch.nn.Module, inputs: Mapping[str, Any], labels: torch.Tensor, *,
                    reduction: str = "sum", ignore_index: int = IGNORE_INDEX,
                    chunk_size: int | None = None) -> torch.Tensor:
     """``model(**inputs)`` + next-token CE over ``labels`` (sum by default, as glmv's engine wants)."""
-    m = unwrap(model)
-    return causal_lm_loss_from_hidden(_hidden(m, inputs), m.lm_head, labels, inputs.get("position_ids"),
-                                      reduction=reduction, ignore_index=ignore_index, chunk_size=chunk_size)
+    pos = inputs.get("position_ids")
+
+    def head(lm: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        return causal_lm_loss_from_hidden(hidden, lm, labels, pos, reduction=reduction, ignore_index=ignore_index,
+                                          chunk_size=chunk_size)
+
+    with head_forward(model, head):
+        return _call(model, inputs).logits
 
 
 def causal_token_logprobs(model: torch.nn.Module, inputs: Mapping[str, Any], *, temperature: float = 1.0,
                           chunk_size: int | None = None) -> torch.Tensor:
     """[B, L-1] fp32 log-probs of input_ids[:, 1:] (position t predicts token t + 1), as
     ``grpo.token_logprobs(model(**inputs).logits[:, :-1] / T, input_ids[:, 1:])``."""
-    m = unwrap(model)
-    hidden = _hidden(m, inputs)
     ids = inputs["input_ids"]
     tgt = torch.zeros_like(ids)
     tgt[:, :-1] = ids[:, 1:]  # the last position's target is a dummy 0, dropped below
-    w = m.lm_head.weight
-    if _zero3_partitioned(w):
-        z = m.lm_head(hidden).float() / temperature
-        logp = torch.log_softmax(z, -1).gather(-1, tgt.unsqueeze(-1)).squeeze(-1)
-    else:
-        logp = linear_logprobs(hidden, w, tgt.to(hidden.device), bias=m.lm_head.bias, chunk_size=chunk_size,
+
+    def head(lm: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+        return linear_logprobs(hidden, lm.weight, tgt.to(hidden.device), bias=lm.bias, chunk_size=chunk_size,
                                temperature=temperature)
-    return logp[:, :-1]
+
+    with head_forward(model, head):
+        return _call(model, inputs).logits[:, :-1]

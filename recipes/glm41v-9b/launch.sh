@@ -39,7 +39,8 @@ DRY_RUN="${DRY_RUN:-0}"
 PRETRAIN_NODES="${PRETRAIN_NODES:-64}"
 LONG_NODES="${LONG_NODES:-64}"
 SFT_NODES="${SFT_NODES:-4}"
-RL_NODES="${RL_NODES:-1}"   # glmv rlcs: ZeRO-2 data parallel (ZeRO-3 is refused)
+RL_NODES="${RL_NODES:-1}"   # glmv rlcs: ZeRO-2 data parallel (docs/memory-plan.md)
+GRADE_NODES="${GRADE_NODES:-1}"   # glmv grade-difficulty: one shard of the records per GPU
 
 ALL_STAGES=(pack-pretrain pretrain pack-long extend-context pack-sft sft grade-difficulty rlcs eval)
 
@@ -165,23 +166,25 @@ for stage in "${STAGES[@]}"; do
       distributed "$SFT_NODES" "$W/sft" sft --recipe "$HERE/sft.yaml" \
         --model "$W/long" --data "$W/packed-sft" --out "$W/sft" --resume auto ;;
     grade-difficulty)
-      # One GPU (single process; glmv does not shard grading), node 0. Cost = generation: R records
-      # x k=8 rollouts x (1 + number of --grader models) responses of up to 12,288 tokens. At an
-      # assumed 5,000 generated tokens/s (vLLM, 9B, one H100) and ~3,000 tokens per response:
-      # 100,000 records x 8 x 2 models x 3,000 = 4.8e9 tokens / 5,000 = 9.6e5 s = 11 days per GPU --
-      # split the RL set into shards and run one glmv grade-difficulty per GPU for a real run.
+      # Data parallel over GRADE_NODES x GPUS_PER_NODE processes: rank r grades the chunks j with
+      # j mod N = r (each rank its own vLLM on its GPU) and rank 0 merges one artifact. Cost =
+      # generation: R records x k=8 rollouts x (1 + number of --grader models) responses of up to
+      # 12,288 tokens. At an assumed 5,000 generated tokens/s per GPU (vLLM, 9B, one H100) and ~3,000
+      # tokens per response: 100,000 records x 8 x 2 models x 3,000 = 4.8e9 tokens / 5,000 = 9.6e5
+      # GPU-s = 11 GPU-days, ~1.4 days on one 8-GPU node. A rerun keeps every finished chunk.
       need "$stage" "$RL_DATA" "--rl-data"
       gargs=(--model "$W/sft")
       for g in ${GRADERS[@]+"${GRADERS[@]}"}; do gargs+=(--model "$g"); done
       if [[ -n "$HUMAN_LABELS" ]]; then gargs+=(--human-labels "$HUMAN_LABELS"); fi
       if [[ -n "$REWARD_CONFIG" ]]; then gargs+=(--reward-config "$REWARD_CONFIG"); fi
-      single "$W/grades" grade-difficulty --recipe "$HERE/grade-difficulty.yaml" --data "$RL_DATA" \
-        "${gargs[@]}" --out "$W/grades" ;;
+      distributed "$GRADE_NODES" "$W/grades" grade-difficulty --recipe "$HERE/grade-difficulty.yaml" \
+        --data "$RL_DATA" "${gargs[@]}" --out "$W/grades" --resume auto ;;
     rlcs)
       # Data parallel over RL_NODES x GPUS_PER_NODE processes with ZeRO-2 (rlcs.yaml): each rank rolls
       # out and updates on 1/N of the prompts and rows; scored groups are all-gathered so every rank
-      # keeps the same sampler. Memory per GPU on 1 node: bf16 weights 20.6 GB (replicated) + fp32
-      # master and AdamW 12 B/param / 8 = 15.4 GB + gradient buckets + KV cache of the rollouts.
+      # keeps the same sampler. Memory per H100 on 1 node (docs/memory-plan.md): 37.9 GiB resident
+      # (bf16 weights 19.2 replicated, gradients 2.4 + buckets, fp32 master and AdamW 14.4) + the KV
+      # cache of 64 decoded rows (33.7 GiB), or in the update ~24 GiB of checkpointed activations.
       # Per step: 256 groups x 8 = 2,048 responses (more with expansion, up to 4x) of up to 12,288
       # tokens. Update FLOPs = 6 x 10.29e9 x (2,048 x ~3,000 tokens) = 3.8e17 = 16 min at 395.6 TFLOP/s
       # on one GPU; rollouts dominate (paper §5.3): 6.1e6 tokens at an assumed 5,000 tokens/s per GPU =
