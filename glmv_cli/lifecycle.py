@@ -29,6 +29,7 @@ from glmv_cli.errors import GlmvError
 
 RUN_FILE = "run.json"
 WANDB_DIR = "wandb"  # --report-to wandb's working state (glmv_cli.training.tracking)
+SCRATCH_DIR = "scratch"  # working files of a run (e.g. rlcs' policy snapshots for rollout servers)
 CKPT_DIR = "checkpoints"
 STATE = "state.json"
 
@@ -85,7 +86,7 @@ class StageRun:
         self.rank0 = rank0
         self.path = staging_path(self.out)
         self.art = ArtifactWriter(self.out, stage, options=options, inputs=inputs, overwrite=overwrite,
-                                  resume=resume, keep_on_error=True, exclude=(CKPT_DIR, WANDB_DIR))
+                                  resume=resume, keep_on_error=True, exclude=(CKPT_DIR, WANDB_DIR, SCRATCH_DIR))
         self.metrics = self.art.metrics
         self.extra = self.art.extra
 
@@ -150,6 +151,7 @@ class StageRun:
         if keep_final_checkpoint:
             self.art.extra["excluded"] = {CKPT_DIR: "resumable training state, not hashed"}
         manifest = self.art.commit()
+        shutil.rmtree(self.out / SCRATCH_DIR, ignore_errors=True)
         if not keep_final_checkpoint:
             shutil.rmtree(self.out / CKPT_DIR, ignore_errors=True)
         return manifest
