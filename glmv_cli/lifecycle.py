@@ -30,6 +30,7 @@ from glmv_cli.errors import GlmvError
 
 RUN_FILE = "run.json"
 WANDB_DIR = "wandb"  # --report-to wandb's working state (glmv_cli.training.tracking)
+SCRATCH_DIR = "scratch"  # working files of a run (e.g. rlcs' policy snapshots for rollout servers)
 CKPT_DIR = "checkpoints"
 STATE = "state.json"
 
@@ -103,7 +104,7 @@ class StageRun:
         self.rank0 = rank0
         self.path = staging_path(self.out)
         self.art = ArtifactWriter(self.out, stage, options=options, inputs=inputs, overwrite=overwrite,
-                                  resume=resume, keep_on_error=True, exclude=(CKPT_DIR, WANDB_DIR),
+                                  resume=resume, keep_on_error=True, exclude=(CKPT_DIR, WANDB_DIR, SCRATCH_DIR),
                                   input_paths=input_paths)
         self.metrics = self.art.metrics
         self.extra = self.art.extra
@@ -196,6 +197,7 @@ class StageRun:
             self.art.extra["checkpoint_files"] = (self.art._file_table(self.path / CKPT_DIR)
                                                   if (self.path / CKPT_DIR).is_dir() else {})
         manifest = self.art.commit()
+        shutil.rmtree(self.out / SCRATCH_DIR, ignore_errors=True)
         if not keep_final_checkpoint:
             shutil.rmtree(self.out / CKPT_DIR, ignore_errors=True)
         return manifest

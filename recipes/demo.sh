@@ -43,6 +43,10 @@ if [ "${GLMV_DEMO_SCALE:-full}" = smoke ]; then
 elif [ "${GLMV_DEMO_SCALE:-full}" != full ]; then
   echo "GLMV_DEMO_SCALE must be full or smoke, got '$GLMV_DEMO_SCALE'" >&2; exit 2
 fi
+# GLMV_DEMO_SEED=N: another training seed (init, data order, rollouts) on the same synthetic data,
+# for the spread the README reports; unset: the recipes' seed 0.
+X_SEED=""
+if [ -n "${GLMV_DEMO_SEED:-}" ]; then X_SEED="--seed $GLMV_DEMO_SEED"; fi
 mkdir -p "$D"
 T0=$(date +%s)
 
@@ -70,26 +74,26 @@ run packed-sft glmv pack --recipe $R/pack-sft.yaml --input "$D/synth" --out "$D/
 # 3. pretrain: tiny from random init, 400 steps of 2 x 512-token caption packs, merger frozen
 #    (trained, it collapses to a constant and the model ignores the image). 68-87 s quiet.
 run pretrain glmv pretrain --recipe $R/pretrain.yaml --data "$D/packed-pretrain" \
-  --out "$D/pretrain" --resume auto $X_PRETRAIN
+  --out "$D/pretrain" --resume auto $X_PRETRAIN $X_SEED
 
 # 4. extend-context (short): 4 steps at 4,096 tokens. 14-18 s.
 run extend-context glmv extend-context --recipe $R/extend-context.yaml --model "$D/pretrain" \
-  --data "$D/packed-long" --out "$D/extend-context" --resume auto $X_LONG
+  --data "$D/packed-long" --out "$D/extend-context" --resume auto $X_LONG $X_SEED
 
 # 5. sft: 700 steps of 2 x 512 tokens (4.8 passes over the step-by-step answers), lr 1e-3.
 #    107-143 s quiet. Held-out greedy accuracy 0.518 +- 0.022 (majority answer 0.393).
 run sft glmv sft --recipe $R/sft.yaml --model "$D/extend-context" --data "$D/packed-sft" \
-  --out "$D/sft" --resume auto $X_SFT
+  --out "$D/sft" --resume auto $X_SFT $X_SEED
 
 # 6. grade-difficulty: pass@4 of 64 rl records under the SFT model (curriculum prior). 9 s.
 run grades glmv grade-difficulty --recipe $R/grade-difficulty.yaml --model "$D/sft" \
-  --data "$D/synth" --out "$D/grades" $X_GRADES
+  --data "$D/synth" --out "$D/grades" $X_GRADES $X_SEED
 
 # 7. rlcs: 120 GRPO steps at lr 1e-4, 8 informative groups x 8 rollouts per step, held-out reward
 #    (512 prompts x 4 samples, T = 1) at steps 0, 40, 80, 120. 276 s. Measured: 0.453 -> 0.498 ->
 #    0.520 -> 0.522, +0.069 +- 0.017 paired per prompt (+3.9 SE); greedy accuracy 0.518 -> 0.537.
 run rlcs glmv rlcs --recipe $R/rlcs.yaml --model "$D/sft" --data "$D/synth" \
-  --grades "$D/grades" --out "$D/rlcs" --resume auto $X_RLCS
+  --grades "$D/grades" --out "$D/rlcs" --resume auto $X_RLCS $X_SEED
 
 # 8. eval: greedy held-out accuracy after pretrain, after SFT and after RLCS. 9-14 s each.
 for m in extend-context sft rlcs; do

@@ -277,7 +277,7 @@ def test_grade_difficulty_option_and_data_errors(rl_data, tmp_path):
                        (["--top-p", "0"], "--top-p must be in (0, 1], got 0.0"),
                        (["--style", "x"], "--style must be one of auto, glm41v, glm45v, got 'x'"),
                        (["--model-weight", "1"], "--model-weight must be given once per --model (2), got 1"),
-                       (["--engine", "x"], "--engine must be one of hf, vllm, got 'x'"),
+                       (["--engine", "x"], "--engine must be one of hf, server, vllm, got 'x'"),
                        (["--limit", "-1"], "--limit must be >= 0, got -1")]:
         r = runner.invoke(app, _args(rl_data, out, ["tiny", "tiny2"], extra))
         assert r.exit_code == 2 and f"error: {msg}" in r.output, r.output
@@ -373,3 +373,31 @@ def test_grade_difficulty_data_parallel_shards_resume_and_merge(rl_data, tmp_pat
     man = json.loads((tmp_path / "two" / "manifest.json").read_text())
     assert set(man["files"]) == {"results.jsonl", "rollouts.jsonl", "run.json"}
     assert man["metrics"]["world_size"] == 2 and man["metrics"]["resumed_pairs"] == len(committed)
+
+
+def test_engine_server_grades_exactly_like_engine_hf(rl_data, second_model, tmp_path):
+    """--engine server through a real `glmv serve` on 127.0.0.1 (SGLang dialect: token ids + image
+    data) gives the same responses, rewards and grades as the in-process engine."""
+    from glmv_cli.testing.serve import start_servers
+
+    extra = ["--save-responses", "--temperature", "1.0"]
+    r = runner.invoke(app, _args(rl_data, tmp_path / "hf", [second_model], extra))
+    assert r.exit_code == 0, r.output
+    srv = start_servers(str(second_model))[0]
+    try:
+        r = runner.invoke(app, _args(rl_data, tmp_path / "srv", [second_model],
+                                     [*extra, "--engine", "server", "--server-url", srv.url,
+                                      "--server-dialect", "sglang"]))
+    finally:
+        srv.stop()
+    assert r.exit_code == 0, r.output
+
+    def rows(name, f):
+        return [{k: v for k, v in json.loads(x).items() if k not in ("model",)}
+                for x in (tmp_path / name / f).read_text().splitlines()]
+
+    assert rows("srv", "rollouts.jsonl") == rows("hf", "rollouts.jsonl")
+    assert [x["grade"] for x in rows("srv", "results.jsonl")] == [x["grade"] for x in rows("hf", "results.jsonl")]
+    r = runner.invoke(app, _args(rl_data, tmp_path / "x", ["tiny", second_model],
+                                 ["--engine", "server", "--server-url", "http://127.0.0.1:9"]))
+    assert r.exit_code == 2 and "--engine server serves one model" in r.output

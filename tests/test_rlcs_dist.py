@@ -250,3 +250,27 @@ def test_kept_count_sweep_over_ranks(tmp_path):
             assert y["update_forwards"] >= x["update_forwards"]  # dead packs pad the short rank
             assert y["loss"] == pytest.approx(x["loss"], rel=1e-4, abs=1e-7), (zero, x, y)
             assert y["grad_norm"] == pytest.approx(x["grad_norm"], rel=1e-4), (zero, x, y)
+
+
+def test_engine_server_with_two_servers_and_two_ranks_follows_engine_hf(one_process):
+    """--engine server: 2 training ranks (gloo, ZeRO-2) roll out through 2 real `glmv serve` processes
+    (SGLang dialect: token ids, exact continuations) and sync the policy to them by disk after every
+    step; prompts, rewards and held-out rewards equal the 1-process --engine hf run, losses within 1e-4."""
+    from glmv_cli.testing.serve import start_servers
+
+    d = one_process
+    servers = start_servers(str(d / "wide"), count=2)
+    try:
+        extra = json.dumps({"model": str(d / "wide"), "engine": "server", "server_url": [s.url for s in servers],
+                            "server_dialect": "sglang"})
+        _torchrun(d / "rl.py", [str(d), str(d / "two-server"), "2", extra], timeout=600)
+    finally:
+        for s in servers:
+            s.stop()
+    a, b = _lines(d / "one" / "metrics.jsonl"), _lines(d / "two-server" / "metrics.jsonl")
+    _same_run(a, b)
+    assert all(m["weight_sync_bytes"] > 0 and m["weight_sync_s"] > 0 for m in b)
+    ea, eb = _lines(d / "one" / "eval.jsonl"), _lines(d / "two-server" / "eval.jsonl")
+    assert [e["step"] for e in eb] == [0, 2, 3] and all(x["per_prompt"] == y["per_prompt"] for x, y in zip(ea, eb))
+    man = json.loads((d / "two-server" / "manifest.json").read_text())
+    assert not any(f.startswith("scratch/") for f in man["files"]) and not (d / "two-server" / "scratch").exists()

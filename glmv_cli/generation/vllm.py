@@ -78,13 +78,43 @@ class VLLMEngine:
         if hasattr(self.llm, "reset_prefix_cache"):
             self.llm.reset_prefix_cache()
 
-    def _run(self, reqs: list[tuple[str, list, int, int]], params: SamplingParams, stops: frozenset):
+    def sleep(self) -> None:
+        """Frees the engine's GPU memory (weights offloaded, KV cache dropped) while the learner
+        updates on the same GPU; ``wake_up`` before the next rollouts (vLLM's sleep mode: start the
+        engine with ``enable_sleep_mode=True``)."""
+        if hasattr(self.llm, "sleep"):
+            self.llm.sleep(level=1)
+
+    def wake_up(self) -> None:
+        if hasattr(self.llm, "wake_up"):
+            self.llm.wake_up()
+
+    def _input(self, prompt: Any, prefix: list[int]) -> dict[str, Any]:
+        """vLLM's input of a prompt: token ids (one ``<|image|>`` per image: vLLM's processor expands
+        it; nothing is re-tokenised, continuations append their ids) with the images, or for a
+        ``TextPrompt`` its text."""
+        if isinstance(prompt, TextPrompt):
+            text = prompt.text + (self.tokenizer.decode(prefix, skip_special_tokens=False) if prefix else "")
+            mm = {"multi_modal_data": {"image": list(prompt.images)}} if prompt.images else {}
+            return {"prompt": text, **mm}
+        from glmv_cli.data.images import open_image
+
+        image_id = int(self.tokenizer.convert_tokens_to_ids("<|image|>"))
+        ids: list[int] = []
+        for t in prompt.input_ids:
+            if not (t == image_id and ids and ids[-1] == image_id):
+                ids.append(int(t))
+        images = [open_image(src) for src in (prompt.images or [])]
+        mm = {"multi_modal_data": {"image": images}} if images else {}
+        return {"prompt_token_ids": ids + list(prefix), **mm}
+
+    def _run(self, reqs: list[tuple[Any, list, int, int]], params: SamplingParams, stops: frozenset):
         from vllm import SamplingParams as VSP
 
         ban = {"logit_bias": {i: VLLM_BAN_BIAS for i in self.banned_token_ids}} if self.banned_token_ids else {}
         inputs, sps = [], []
-        for text, images, max_tokens, seed in reqs:
-            inputs.append({"prompt": text, **({"multi_modal_data": {"image": images}} if images else {})})
+        for prompt, prefix, max_tokens, seed in reqs:
+            inputs.append(self._input(prompt, prefix))
             sps.append(VSP(n=1, temperature=params.temperature, top_p=params.top_p, max_tokens=max_tokens,
                            seed=seed, stop_token_ids=sorted(stops), logprobs=0, skip_special_tokens=False,
                            detokenize=True, **ban))
@@ -98,15 +128,16 @@ class VLLMEngine:
             res.append((ids, lps, c.finish_reason))
         return res
 
-    def generate(self, prompts: Sequence[TextPrompt], params: SamplingParams, n: int = 1,
+    def generate(self, prompts: Sequence[Any], params: SamplingParams, n: int = 1,
                  seed: int = 0) -> list[list[Rollout]]:
+        """``prompts``: ``generation.Prompt`` s (token ids + images; what rlcs sends) or
+        ``TextPrompt`` s (rendered text + PIL images)."""
         params.validate()
         think_end, forced_seq, stops = special_ids(self.tokenizer, None, params.style)
         keys = [(pi, j) for pi in range(len(prompts)) for j in range(n)]
         seeds = [rollout_seed(seed, prompts[pi].id, self.model_tag, j) for pi, j in keys]
         budget = params.thinking_budget
-        first = self._run([(prompts[pi].text, prompts[pi].images, min(budget or params.max_new_tokens,
-                                                                           params.max_new_tokens), s)
+        first = self._run([(prompts[pi], [], min(budget or params.max_new_tokens, params.max_new_tokens), s)
                            for (pi, _), s in zip(keys, seeds)], params, stops)
         state = []
         follow = []
@@ -130,9 +161,7 @@ class VLLMEngine:
         if follow:
             reqs = []
             for r, mt in follow:
-                pi = keys[r][0]
-                text = prompts[pi].text + self.tokenizer.decode(state[r]["ids"], skip_special_tokens=False)
-                reqs.append((text, prompts[pi].images, mt, (seeds[r] + 1) & ((1 << 63) - 1)))
+                reqs.append((prompts[keys[r][0]], list(state[r]["ids"]), mt, (seeds[r] + 1) & ((1 << 63) - 1)))
             for (r, mt), (ids, lps, fin) in zip(follow, self._run(reqs, params, stops)):
                 st = state[r]
                 st["ids"] += ids
@@ -145,6 +174,7 @@ class VLLMEngine:
         for r, (pi, j) in enumerate(keys):
             st = state[r]
             body = response_ids(st["ids"], st["forced"], control)
-            res[pi].append(Rollout(prompts[pi].id, j, seeds[r], [], st["ids"], st["lps"], st["forced"],
+            prompt_ids = list(getattr(prompts[pi], "input_ids", []))
+            res[pi].append(Rollout(prompts[pi].id, j, seeds[r], prompt_ids, st["ids"], st["lps"], st["forced"],
                                    st["finish"], self.tokenizer.decode(body, skip_special_tokens=False)))
         return res

@@ -81,7 +81,11 @@ class RLCSTrainer:
 
     def __init__(self, engine: Any, processor: Any, records: Sequence[RLRecord], cfg: RLCSConfig,
                  reward_config: Any, opts: TrainerOptions, *, offline_grades: dict[str, float] | None = None,
-                 ref_model: Any = None, log: Callable[[str], None] | None = None):
+                 ref_model: Any = None, log: Callable[[str], None] | None = None, rollout: Any = None,
+                 after_update: Callable[[], dict[str, float]] | None = None):
+        """``rollout``: another engine of the rollout contract (``rl.engines``; default: an HFEngine
+        over the policy); ``after_update``: called on every rank after each step's update (the
+        weight sync of a rollout server), its figures join the step's metrics."""
         if opts.on_judge_error not in JUDGE_ERRORS:
             raise GlmvError(f"--on-judge-error must be one of {', '.join(JUDGE_ERRORS)}, got '{opts.on_judge_error}'")
         self.engine, self.processor, self.cfg, self.opts = engine, processor, cfg, opts
@@ -103,7 +107,9 @@ class RLCSTrainer:
         self.image_token_id = int(self.model.config.image_token_id)
         probe = sharding.probe_params(self.model.config)
         zero = int(getattr(getattr(getattr(engine, "cfg", None), "engine", None), "zero_stage", 0))
-        self.rollout = self._rollout_engine(probe, lockstep=self.world > 1 and zero == 3)
+        self.rollout = rollout if rollout is not None else self._rollout_engine(probe,
+                                                                             lockstep=self.world > 1 and zero == 3)
+        self.after_update = after_update
         self.ref_model = ref_model
         if cfg.loss.kl_coef > 0 and ref_model is None:
             raise GlmvError("--kl-coef > 0 needs a reference model (the stage keeps a frozen copy of --model)")
@@ -129,6 +135,12 @@ class RLCSTrainer:
 
         ls = LockStep(self.image_token_id, self.pad_id, probe) if lockstep else None
         return HFEngine(self.model, self.tok, batch_size=self.opts.rollout_batch, model_tag="rlcs", lockstep=ls)
+
+    def _awake(self, on: bool) -> None:
+        """An in-process vLLM engine gives its GPU memory back while the learner updates."""
+        fn = getattr(self.rollout, "wake_up" if on else "sleep", None)
+        if fn is not None:
+            fn()
 
     # ------------------------------------------------------------------ prompts and rollouts
 
@@ -251,7 +263,9 @@ class RLCSTrainer:
         t0 = time.perf_counter()
         step = self.step
         self._times = {k: 0.0 for k in TIMES}
+        self._awake(True)
         kept, valid, info = self.collect(step)
+        self._awake(False)
         m: dict[str, Any] = {"step": step + 1, **info}
         m.update(rollout_metrics(valid, kept))
         m.update(self.controller.metrics())
@@ -262,6 +276,8 @@ class RLCSTrainer:
             self.log(f"step {step + 1}: no informative group; the policy is not updated")
             m.update({"loss": 0.0, "grad_norm": 0.0, "optimizer_steps": 0.0, "clip_frac": 0.0,
                       "old_logp_s": 0.0, "update_s": 0.0})
+        if self.after_update is not None:
+            m.update(self.after_update())
         m.update({f"sampler_{k}": v for k, v in self.sampler.metrics().items()})
         dm = self.sampler.domain_metrics()
         for d, vals in m["domains"].items():
@@ -290,7 +306,9 @@ class RLCSTrainer:
                                       template=self.opts.template) for r in mine]
         sp = self.sampling_params(temperature=self.opts.eval_temperature)
         t0 = time.perf_counter()
+        self._awake(True)
         outs = self._generate(prompts, sp, n, self.opts.seed + 7_777_777)
+        self._awake(False)
         scored = []  # per record: (judge failed, mean reward, response lengths)
         for rolls, (rewards, failed, _) in zip(outs, self._score(mine, outs)):
             scored.append([failed, sum(rewards) / len(rewards), [r.num_tokens for r in rolls]])

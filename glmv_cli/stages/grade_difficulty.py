@@ -47,6 +47,7 @@ from glmv_cli.artifacts import InputChecks, Manifest, read_manifest, sha256_file
 from glmv_cli.data.formats.options import DataFormatConfig, DomainConfig
 from glmv_cli.data.images import ImageSizeConfig
 from glmv_cli.data.mediacheck import MediaChecks
+from glmv_cli.generation.options import EngineOptions
 from glmv_cli.errors import GlmvError
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
@@ -83,8 +84,6 @@ class GradeDifficultyOptions:
     thinking_budget: Optional[int] = opt(None, "Force </think> (+<answer>) after this many thinking tokens.", min=1)
     answer_budget: int = opt(64, "Tokens allowed after a forced answer.", min=1)
     style: str = opt("auto", "Answer format: auto (from the model), glm41v or glm45v.", choices=STYLE_CHOICES)
-    engine: str = opt("hf", "Rollout engine: hf (transformers, CPU/GPU) or vllm (GPU, if installed).",
-                      choices=("hf", "vllm"))
     batch_size: int = opt(8, "Samples per generation batch (x k rows); also the resume unit.", min=1)
     limit: Optional[int] = opt(None, "Grade only the first N records (0: every record, e.g. to override a recipe's "
                                      "limit).", min=0)
@@ -101,6 +100,7 @@ class GradeDifficultyOptions:
     source: DataFormatConfig = field(default_factory=DataFormatConfig)
     domains: DomainConfig = field(default_factory=DomainConfig)
     images: ImageSizeConfig = field(default_factory=ImageSizeConfig)
+    generation: EngineOptions = field(default_factory=EngineOptions)
     checks: InputChecks = field(default_factory=InputChecks)
     media: MediaChecks = field(default_factory=MediaChecks)
 
@@ -116,11 +116,9 @@ class GradeDifficultyOptions:
             raise GlmvError(f"--model-weight must be given once per --model ({len(self.models)}), got {len(self.model_weights)}")
         if self.model_weights is not None and sum(self.model_weights) <= 0:
             raise GlmvError("--model-weight values must be >= 0 with a positive sum")
-        if self.engine == "vllm":
-            from glmv_cli.generation.vllm import vllm_available
-
-            if not vllm_available():
-                raise GlmvError("--engine vllm needs the 'vllm' package and a GPU (pip install vllm); use --engine hf")
+        if self.generation.engine == "server" and len(self.models) > 1:
+            raise GlmvError("--engine server serves one model: grade with one --model per run (its servers at "
+                            "--server-url), or use --engine hf / vllm for several")
         if self.device not in ("auto", "cpu") and not self.device.startswith("cuda"):
             raise GlmvError(f"--device must be auto, cpu or cuda[:N], got '{self.device}'")
 
@@ -204,47 +202,39 @@ def _device(opt: str, world: int) -> str:
 
 def _engine_for(spec: str, opts: GradeDifficultyOptions, dev: str, tag: str):
     """(engine, tokenizer, records -> prompts, style) for one --model; prompts in the model's own
-    chat format (``ChatFormat``: its template when it ships one)."""
-    from glmv_cli.data.images import apply_pixel_limits, open_image
+    chat format (``ChatFormat``: its template when it ships one), as token ids + images for every
+    engine (nothing is re-tokenised by vLLM or a server)."""
+    from glmv_cli.data.images import apply_pixel_limits
     from glmv_cli.data.template import ChatFormat
-    from glmv_cli.generation import HFEngine, TextPrompt, VLLMEngine, prompt_from_record, prompt_messages
+    from glmv_cli.generation import HFEngine, VLLMEngine, prompt_from_record
+    from glmv_cli.modeling import load_config, load_processor, model_type
 
-    if opts.engine == "vllm":
-        from glmv_cli.modeling import load_processor, model_type
+    gen = opts.generation
+    if gen.engine == "hf":
+        from glmv_cli.modeling import load as load_model
 
+        model, processor = load_model(spec)
+        model.to(dev).eval()
+        mt = getattr(model.config, "model_type", "glm4v")
+    else:
+        processor = load_processor(spec)
+        mt = model_type(spec)
+    size = apply_pixel_limits(processor.image_processor, opts.images)
+    fmt = ChatFormat.of(processor, mt, opts.style)
+    tok = processor.tokenizer
+    if gen.engine == "hf":
+        engine = HFEngine(model, tok, batch_size=opts.batch_size * opts.k, model_tag=tag)
+    elif gen.engine == "server":
+        from glmv_cli.generation.options import server_engine
+
+        config, gen_config = load_config(spec, processor)
+        engine = server_engine(gen, tok, config, gen_config, model_tag=tag)
+    else:
         if not (Path(spec) / "config.json").is_file():
             raise GlmvError(f"--engine vllm needs each --model to be a model directory, got '{spec}'")
-        if dev.startswith("cuda:"):  # one rank of a launcher: vLLM sees only this rank's GPU
-            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")
-            idx = int(dev.split(":")[1])
-            os.environ["CUDA_VISIBLE_DEVICES"] = visible[idx] if visible != [""] and idx < len(visible) else str(idx)
-        processor = load_processor(spec)
-        size = apply_pixel_limits(processor.image_processor, opts.images)
-        tok = processor.tokenizer
-        fmt = ChatFormat.of(processor, model_type(spec), opts.style)
-        style = fmt.style
         # vLLM runs the model's HF processor itself; the same size goes to it as a processor kwarg
         mm = {"mm_processor_kwargs": {"size": size}} if opts.images.is_set else {}
         engine = VLLMEngine(spec, tokenizer=tok, model_tag=tag, **mm)
-
-        def make_vllm(records):
-            out = []
-            for rec in records:
-                images = [open_image(src) for src in rec.images]
-                text = fmt.prompt_text(prompt_messages(rec.messages))
-                out.append(TextPrompt(rec.id, text, images))
-            return out
-
-        return engine, tok, make_vllm, style
-
-    from glmv_cli.modeling import load as load_model
-
-    model, processor = load_model(spec)
-    apply_pixel_limits(processor.image_processor, opts.images)
-    model.to(dev).eval()
-    fmt = ChatFormat.of(processor, getattr(model.config, "model_type", "glm4v"), opts.style)
-    tok = processor.tokenizer
-    engine = HFEngine(model, tok, batch_size=opts.batch_size * opts.k, model_tag=tag)
     return engine, tok, lambda records: [prompt_from_record(r, tok, processor.image_processor, style=fmt.style,
                                                             template=fmt.template) for r in records], fmt.style
 

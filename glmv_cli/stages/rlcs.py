@@ -38,6 +38,7 @@ from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
 from glmv_cli.rewards.userfn import REWARD_FN_HELP
 from glmv_cli.rl.config import RLCSConfig
+from glmv_cli.generation.options import EngineOptions
 from glmv_cli.training.config import CheckpointConfig, EngineConfig, LogConfig, OptimConfig
 
 STAGE = "rlcs"
@@ -91,6 +92,14 @@ class RlcsOptions:
     judge_threads: int = opt(16, "Threads for LLM-judge calls (a rank's responses wait on the judge together).",
                              min=1)
     overwrite: bool = opt(False, "Replace --out if it exists.")
+    weight_sync: str = opt("disk", "How --engine server servers get each step's policy: disk (safetensors in "
+                                   "--weight-sync-dir, then every server reloads) or nccl (a parameter broadcast to "
+                                   "vLLM servers; GPU).", choices=("disk", "nccl"))
+    weight_sync_dir: Optional[Path] = opt(None, "Directory every rollout server can read where --weight-sync disk "
+                                                "writes the policy (default: the run's scratch folder). Start vLLM "
+                                                "servers on it: they reload the directory they were started from.")
+    weight_sync_master: str = opt("127.0.0.1:51216", "HOST:PORT of the learner in --weight-sync nccl's process group.")
+    generation: EngineOptions = field(default_factory=EngineOptions)
     checks: InputChecks = field(default_factory=InputChecks)
     media: MediaChecks = field(default_factory=MediaChecks)
     optim: OptimConfig = field(default_factory=_rl_optim)
@@ -103,6 +112,15 @@ class RlcsOptions:
     images: ImageSizeConfig = field(default_factory=ImageSizeConfig)
 
     def check(self, world: int = 1) -> None:
+        g = self.generation
+        if g.engine != "server" and (self.weight_sync_dir is not None or self.weight_sync != "disk"):
+            raise GlmvError("--weight-sync / --weight-sync-dir apply to --engine server only")
+        if g.engine == "server" and self.weight_sync == "disk" and g.server_dialect == "vllm" \
+                and self.weight_sync_dir is None:
+            raise GlmvError("--engine server --server-dialect vllm reloads the directory each server was started "
+                            "from: start the servers on a shared directory holding --model's files and pass it as "
+                            "--weight-sync-dir (glmv serve and SGLang can reload any directory: --server-dialect "
+                            "sglang needs none)")
         lc, b, n = self.rl.loss, self.rl.expansion.batch_prompts, self.rl.rollout.group_size
         # several optimizer steps per RL step: each mini-batch gets at least one micro batch of rows
         # (one mini-batch is every kept row, however few)
@@ -138,7 +156,8 @@ def _fingerprint(opts: RlcsOptions, data_sha: str, model_id: str, grades_sha: st
     o = O.flat_dict(opts)
     for k in ("steps", "out", "overwrite", "eval_every", "eval_limit", "eval_samples", "eval_temperature",
               "eval_data", "eval_split", "model", "data", "grades", "activation_checkpointing", "vision_chunk_images",
-              "reward_workers", "judge_threads", "verify_inputs", "verify_images",
+              "reward_workers", "judge_threads", "server_url", "server_timeout_s", "server_retries",
+              "weight_sync_dir", "weight_sync_master", "verify_inputs", "verify_images",
               *(leaf.name for leaf in O.leaves(CheckpointConfig)), *(leaf.name for leaf in O.leaves(LogConfig))):
         o.pop(k)
     return {"stage": STAGE, "model": model_id, "data_sha256": data_sha, "grades_sha256": grades_sha, "options": o}
@@ -211,10 +230,26 @@ def _build_trainer(opts: RlcsOptions, tcfg: Any, inp: _Inputs, model: Any, proce
                             on_judge_error=opts.on_judge_error, eval_temperature=opts.eval_temperature,
                             eval_samples=opts.eval_samples, style=style, template=fmt.template,
                             reward_workers=opts.reward_workers, judge_threads=opts.judge_threads)
+    rollout, sync = _rollout(opts, model, processor, engine)
     trainer = RLCSTrainer(engine, processor, inp.data.records, opts.rl, inp.reward_cfg, t_opts,
                           offline_grades=inp.grades, ref_model=ref_model,
-                          log=lambda s: print(s, flush=True) if engine.rank == 0 else None)
+                          log=lambda s: print(s, flush=True) if engine.rank == 0 else None,
+                          rollout=rollout, after_update=sync)
     return engine, trainer, style
+
+
+def _rollout(opts: RlcsOptions, model: Any, processor: Any, engine: Any) -> tuple[Any, Any]:
+    """(rollout engine or None for the in-process HF engine, its weight sync or None)."""
+    from glmv_cli.artifacts import staging_path
+    from glmv_cli.lifecycle import SCRATCH_DIR
+    from glmv_cli.rl.engines import PolicySync, build_rollout_engine
+
+    rollout = build_rollout_engine(opts.generation, model, processor, model_path=str(opts.model))
+    if rollout is None:
+        return None, None
+    directory = opts.weight_sync_dir or staging_path(opts.out) / SCRATCH_DIR / "policy"
+    kind = opts.weight_sync if opts.generation.engine == "server" else "in-process"
+    return rollout, PolicySync(rollout, kind, Path(directory), processor, engine, master=opts.weight_sync_master)
 
 
 def rlcs(opts: RlcsOptions) -> Manifest | None:
@@ -280,6 +315,8 @@ def _setup(run: Any, engine: Any, trainer: Any) -> int:
         if run.rank0:
             print(f"resumed from {ckpt} (step {resumed})", flush=True)
     run.truncate_logs(resumed, [METRICS, EVALS])
+    if trainer.after_update is not None:  # rollout servers serve the policy being trained, resumed or not
+        trainer.after_update()
     dist.barrier()  # every rank reads the eval log below
     return resumed
 
