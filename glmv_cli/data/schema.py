@@ -177,17 +177,8 @@ def _is_image_data(p: Any) -> bool:
     return isinstance(p, (bytes, bytearray, Blob))
 
 
-def parse_obj(obj: Any, *, path: str, line: int, mode: str, base_dir: str | None = None,
-              check_files: bool = True, allow_external: bool = False) -> Record:
-    """Validates one decoded record (a JSONL line's object, or a converted row of another format).
-    Media paths must stay inside ``base_dir`` unless ``allow_external`` (``glmv_cli.data.mediacheck``)."""
-    if not isinstance(obj, dict):
-        raise RecordError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "malformed_json")
-
-    rid = obj.get("id", f"{os.path.basename(path)}:{line}")
-    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
-        raise RecordError(path, line, "id", "expected a string", "bad_field")
-
+def _media_lists(obj: dict, path: str, line: int) -> tuple[list, list]:
+    """The record's ``images`` (paths or bytes) and ``videos`` (paths), type-checked."""
     images = obj.get("images", [])
     if not isinstance(images, list):
         raise RecordError(path, line, "images", "expected a list of image paths", "bad_field")
@@ -201,56 +192,41 @@ def parse_obj(obj: Any, *, path: str, line: int, mode: str, base_dir: str | None
     for k, p in enumerate(videos):
         if not isinstance(p, str) or not p:
             raise RecordError(path, line, f"videos[{k}]", "expected a non-empty path string", "bad_field")
+    return images, videos
 
-    messages = None
-    body = None
-    if "messages" in obj:
-        raw = obj["messages"]
-        if not isinstance(raw, list) or not raw:
-            raise RecordError(path, line, "messages", "expected a non-empty list of messages", "bad_field")
-        messages = []
-        for i, m in enumerate(raw):
-            if not isinstance(m, dict):
-                raise RecordError(path, line, f"messages[{i}]", 'expected {"role": ..., "content": ...}', "bad_field")
-            role = m.get("role")
-            if role not in ROLES:
-                raise RecordError(path, line, f"messages[{i}].role",
-                                  f"unknown role {json.dumps(role)} (expected system, user or assistant)",
-                                  "unknown_role")
-            if "content" not in m:
-                raise RecordError(path, line, f"messages[{i}].content", "missing", "bad_field")
-            parts = _content_parts(m["content"], path, line, f"messages[{i}].content")
-            reasoning = _reasoning(m, role, parts, path, line, i)
-            if role == "assistant" and _is_empty(parts) and not (reasoning or "").strip():
-                raise RecordError(path, line, f"messages[{i}].content", "empty assistant turn", "empty_assistant")
-            msg = {"role": role, "content": parts}
-            if reasoning is not None:
-                msg["reasoning_content"] = reasoning
-            messages.append(msg)
-        if mode == "sft" and not any(m["role"] == "assistant" for m in messages):
-            raise RecordError(path, line, "messages", "no assistant turn (mode sft trains on assistant replies)",
-                              "bad_field")
-        media = [p["type"] for m in messages for p in m["content"] if p["type"] != "text"]
-    elif mode == "pretrain" and "text" in obj:
-        body = obj["text"]
-        if not isinstance(body, str) or not body.strip():
-            raise RecordError(path, line, "text", "expected a non-empty string", "bad_field")
-        media = _SPLIT.findall(body)
-        media = ["image" if t == PLACEHOLDER else "video" for t in media]
-    else:
-        need = "'messages'" if mode == "sft" else "'messages' or 'text'"
-        raise RecordError(path, line, "messages", f"missing (mode {mode} needs {need})", "bad_field")
 
-    n_ph = media.count("image")
-    if media.count("video") != len(videos):
-        raise RecordError(path, line, "videos",
-                          f"{media.count('video')} <video> placeholder(s) but {len(videos)} video(s) listed",
-                          "video_count")
-    if n_ph != len(images):
-        raise RecordError(path, line, "images",
-                          f"{n_ph} <image> placeholder(s) but {len(images)} image(s) listed", "image_count")
+def _messages(raw: Any, mode: str, path: str, line: int) -> list[dict]:
+    """The validated messages (content as parts, reasoning fields read) of a chat record."""
+    if not isinstance(raw, list) or not raw:
+        raise RecordError(path, line, "messages", "expected a non-empty list of messages", "bad_field")
+    messages = []
+    for i, m in enumerate(raw):
+        if not isinstance(m, dict):
+            raise RecordError(path, line, f"messages[{i}]", 'expected {"role": ..., "content": ...}', "bad_field")
+        role = m.get("role")
+        if role not in ROLES:
+            raise RecordError(path, line, f"messages[{i}].role",
+                              f"unknown role {json.dumps(role)} (expected system, user or assistant)",
+                              "unknown_role")
+        if "content" not in m:
+            raise RecordError(path, line, f"messages[{i}].content", "missing", "bad_field")
+        parts = _content_parts(m["content"], path, line, f"messages[{i}].content")
+        reasoning = _reasoning(m, role, parts, path, line, i)
+        if role == "assistant" and _is_empty(parts) and not (reasoning or "").strip():
+            raise RecordError(path, line, f"messages[{i}].content", "empty assistant turn", "empty_assistant")
+        msg = {"role": role, "content": parts}
+        if reasoning is not None:
+            msg["reasoning_content"] = reasoning
+        messages.append(msg)
+    if mode == "sft" and not any(m["role"] == "assistant" for m in messages):
+        raise RecordError(path, line, "messages", "no assistant turn (mode sft trains on assistant replies)",
+                          "bad_field")
+    return messages
 
-    base = base_dir if base_dir is not None else _base_dir(path)
+
+def _resolve_media(images: list, videos: list, base: str, check_files: bool, allow_external: bool, path: str,
+                   line: int) -> tuple[list, list]:
+    """Media paths made absolute under the data root (checked to exist); image bytes as they are."""
     resolved = []
     for k, p in enumerate(images):
         if not isinstance(p, str):  # embedded bytes: nothing to resolve
@@ -261,7 +237,6 @@ def parse_obj(obj: Any, *, path: str, line: int, mode: str, base_dir: str | None
         if check_files and not os.path.isfile(full):
             raise RecordError(path, line, f"images[{k}]", f"image file '{full}' does not exist", "missing_image")
         resolved.append(full)
-
     vids = []
     for k, p in enumerate(videos):
         full = p if p.startswith("/") else os.path.normpath(os.path.join(base, p))
@@ -269,7 +244,42 @@ def parse_obj(obj: Any, *, path: str, line: int, mode: str, base_dir: str | None
         if check_files and not os.path.exists(full):
             raise RecordError(path, line, f"videos[{k}]", f"video '{full}' does not exist", "missing_video")
         vids.append(full)
+    return resolved, vids
 
+
+def parse_obj(obj: Any, *, path: str, line: int, mode: str, base_dir: str | None = None,
+              check_files: bool = True, allow_external: bool = False) -> Record:
+    """Validates one decoded record (a JSONL line's object, or a converted row of another format).
+    Media paths must stay inside ``base_dir`` unless ``allow_external`` (``glmv_cli.data.mediacheck``)."""
+    if not isinstance(obj, dict):
+        raise RecordError(path, line, None, f"expected a JSON object, got {type(obj).__name__}", "malformed_json")
+    rid = obj.get("id", f"{os.path.basename(path)}:{line}")
+    if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+        raise RecordError(path, line, "id", "expected a string", "bad_field")
+    images, videos = _media_lists(obj, path, line)
+    messages = None
+    body = None
+    if "messages" in obj:
+        messages = _messages(obj["messages"], mode, path, line)
+        media = [p["type"] for m in messages for p in m["content"] if p["type"] != "text"]
+    elif mode == "pretrain" and "text" in obj:
+        body = obj["text"]
+        if not isinstance(body, str) or not body.strip():
+            raise RecordError(path, line, "text", "expected a non-empty string", "bad_field")
+        media = ["image" if t == PLACEHOLDER else "video" for t in _SPLIT.findall(body)]
+    else:
+        need = "'messages'" if mode == "sft" else "'messages' or 'text'"
+        raise RecordError(path, line, "messages", f"missing (mode {mode} needs {need})", "bad_field")
+    if media.count("video") != len(videos):
+        raise RecordError(path, line, "videos",
+                          f"{media.count('video')} <video> placeholder(s) but {len(videos)} video(s) listed",
+                          "video_count")
+    if media.count("image") != len(images):
+        raise RecordError(path, line, "images",
+                          f"{media.count('image')} <image> placeholder(s) but {len(images)} image(s) listed",
+                          "image_count")
+    base = base_dir if base_dir is not None else _base_dir(path)
+    resolved, vids = _resolve_media(images, videos, base, check_files, allow_external, path, line)
     meta = {k: obj[k] for k in ("domain", "answer", "difficulty", "extra") if k in obj}
     return Record(path=path, line=line, id=str(rid), kind="chat" if messages is not None else "text",
                   messages=messages, text=body, images=resolved, meta=meta, videos=vids, media=media)

@@ -53,123 +53,155 @@ def _counter(n: int) -> Callable[[], bool]:
     return hit
 
 
+def _train_step(n: int, hit: Callable[[], bool]) -> None:
+    from glmv_cli.training.engine import Engine
+
+    orig = Engine.train_step
+
+    def train_step(self: Any, *a: Any, **k: Any) -> Any:
+        if self.step == n:
+            die()
+        return orig(self, *a, **k)
+    Engine.train_step = train_step
+
+
+def _rl_step(n: int, hit: Callable[[], bool]) -> None:
+    from glmv_cli.rl.trainer import RLCSTrainer
+
+    orig_rl = RLCSTrainer.train_step
+
+    def rl_step(self: Any) -> Any:
+        if self.step == n:
+            die()
+        return orig_rl(self)
+    RLCSTrainer.train_step = rl_step
+
+
+def _ckpt_write(n: int, hit: Callable[[], bool]) -> None:
+    import safetensors.torch as st
+
+    orig_save = st.save_file
+
+    def save_file(tensors: Any, filename: str, *a: Any, **k: Any) -> Any:
+        out = orig_save(tensors, filename, *a, **k)
+        if "optim-rank-" in str(filename) and hit():
+            _halve(Path(filename))
+            die()
+        return out
+    st.save_file = save_file
+
+
+def _export(n: int, hit: Callable[[], bool]) -> None:
+    import glmv_cli.modeling as modeling
+
+    orig_export = modeling.save
+
+    def save(model: Any, processor: Any, out_dir: Any, **k: Any) -> Any:
+        names = orig_export(model, processor, out_dir, **k)
+        if hit():
+            _halve(sorted(Path(out_dir).glob("model-*.safetensors"))[0])
+            die()
+        return names
+    modeling.save = save
+
+
+def _hash(n: int, hit: Callable[[], bool]) -> None:
+    import glmv_cli.artifacts as artifacts
+
+    orig_hash = artifacts.sha256_file
+
+    def sha256_file(path: Any, *, fsync: bool = False) -> str:
+        if fsync and hit():  # fsync=True: the commit's file table
+            die()
+        return orig_hash(path, fsync=fsync)
+    artifacts.sha256_file = sha256_file
+
+
+def _grade_chunk(n: int, hit: Callable[[], bool]) -> None:
+    import json
+
+    import glmv_cli.stages.grade_difficulty as gd
+
+    orig_append = gd.append_lines
+
+    def append_lines(path: Path, lines: list) -> None:
+        if hit():
+            blob = "".join(json.dumps(d) + "\n" for d in lines).encode()
+            with open(path, "ab") as f:
+                f.write(blob[: len(blob) // 3])  # mid-line: a torn tail
+                f.flush()
+                os.fsync(f.fileno())
+            die()
+        orig_append(path, lines)
+    gd.append_lines = append_lines
+
+
+def _pack_shard(n: int, hit: Callable[[], bool]) -> None:
+    import glmv_cli.data.storage as storage
+
+    orig_shard = storage.write_shard
+
+    def write_shard(path: Any, packs: Any) -> Any:
+        out = orig_shard(path, packs)
+        if hit():
+            _halve(Path(path))
+            die()
+        return out
+    storage.write_shard = write_shard
+
+
+def _eval_batch(n: int, hit: Callable[[], bool]) -> None:
+    import json
+
+    import glmv_cli.evaluation.runner as runner
+
+    orig_eval_append = runner.append_lines
+
+    def eval_append(path: Path, lines: list) -> None:
+        if hit():
+            blob = "".join(json.dumps(d) + "\n" for d in lines).encode()
+            with open(path, "ab") as f:
+                f.write(blob[: len(blob) // 3])  # mid-line: a torn tail
+                f.flush()
+                os.fsync(f.fileno())
+            die()
+        orig_eval_append(path, lines)
+    runner.append_lines = eval_append
+
+
+def _hold(n: int, hit: Callable[[], bool]) -> None:
+    import glmv_cli.locks as locks
+
+    orig_acquire = locks.acquire
+
+    def acquire(directory: Path, out: Path, attempts: int = 5) -> Any:
+        rec = orig_acquire(directory, out, attempts)
+        Path(os.environ["GLMV_FAULT_READY"]).write_text(str(os.getpid()))
+        go = Path(os.environ["GLMV_FAULT_GO"])
+        while not go.exists():
+            time.sleep(0.05)
+        return rec
+    locks.acquire = acquire
+
+
+INSTALLERS: dict[str, Callable[[int, Callable[[], bool]], None]] = {
+    "train-step": _train_step,
+    "rl-step": _rl_step,
+    "ckpt-write": _ckpt_write,
+    "export": _export,
+    "hash": _hash,
+    "grade-chunk": _grade_chunk,
+    "pack-shard": _pack_shard,
+    "eval-batch": _eval_batch,
+    "hold": _hold,
+}
+
+
 def install(point: str, n: int) -> None:
-    hit = _counter(n)
-    if point == "train-step":
-        from glmv_cli.training.engine import Engine
-
-        orig = Engine.train_step
-
-        def train_step(self: Any, *a: Any, **k: Any) -> Any:
-            if self.step == n:
-                die()
-            return orig(self, *a, **k)
-        Engine.train_step = train_step
-    elif point == "rl-step":
-        from glmv_cli.rl.trainer import RLCSTrainer
-
-        orig_rl = RLCSTrainer.train_step
-
-        def rl_step(self: Any) -> Any:
-            if self.step == n:
-                die()
-            return orig_rl(self)
-        RLCSTrainer.train_step = rl_step
-    elif point == "ckpt-write":
-        import safetensors.torch as st
-
-        orig_save = st.save_file
-
-        def save_file(tensors: Any, filename: str, *a: Any, **k: Any) -> Any:
-            out = orig_save(tensors, filename, *a, **k)
-            if "optim-rank-" in str(filename) and hit():
-                _halve(Path(filename))
-                die()
-            return out
-        st.save_file = save_file
-    elif point == "export":
-        import glmv_cli.modeling as modeling
-
-        orig_export = modeling.save
-
-        def save(model: Any, processor: Any, out_dir: Any, **k: Any) -> Any:
-            names = orig_export(model, processor, out_dir, **k)
-            if hit():
-                _halve(sorted(Path(out_dir).glob("model-*.safetensors"))[0])
-                die()
-            return names
-        modeling.save = save
-    elif point == "hash":
-        import glmv_cli.artifacts as artifacts
-
-        orig_hash = artifacts.sha256_file
-
-        def sha256_file(path: Any, *, fsync: bool = False) -> str:
-            if fsync and hit():  # fsync=True: the commit's file table
-                die()
-            return orig_hash(path, fsync=fsync)
-        artifacts.sha256_file = sha256_file
-    elif point == "grade-chunk":
-        import json
-
-        import glmv_cli.stages.grade_difficulty as gd
-
-        orig_append = gd.append_lines
-
-        def append_lines(path: Path, lines: list) -> None:
-            if hit():
-                blob = "".join(json.dumps(d) + "\n" for d in lines).encode()
-                with open(path, "ab") as f:
-                    f.write(blob[: len(blob) // 3])  # mid-line: a torn tail
-                    f.flush()
-                    os.fsync(f.fileno())
-                die()
-            orig_append(path, lines)
-        gd.append_lines = append_lines
-    elif point == "pack-shard":
-        import glmv_cli.data.storage as storage
-
-        orig_shard = storage.write_shard
-
-        def write_shard(path: Any, packs: Any) -> Any:
-            out = orig_shard(path, packs)
-            if hit():
-                _halve(Path(path))
-                die()
-            return out
-        storage.write_shard = write_shard
-    elif point == "eval-batch":
-        import json
-
-        import glmv_cli.evaluation.runner as runner
-
-        orig_eval_append = runner.append_lines
-
-        def eval_append(path: Path, lines: list) -> None:
-            if hit():
-                blob = "".join(json.dumps(d) + "\n" for d in lines).encode()
-                with open(path, "ab") as f:
-                    f.write(blob[: len(blob) // 3])  # mid-line: a torn tail
-                    f.flush()
-                    os.fsync(f.fileno())
-                die()
-            orig_eval_append(path, lines)
-        runner.append_lines = eval_append
-    elif point == "hold":
-        import glmv_cli.locks as locks
-
-        orig_acquire = locks.acquire
-
-        def acquire(directory: Path, out: Path, attempts: int = 5) -> Any:
-            rec = orig_acquire(directory, out, attempts)
-            Path(os.environ["GLMV_FAULT_READY"]).write_text(str(os.getpid()))
-            go = Path(os.environ["GLMV_FAULT_GO"])
-            while not go.exists():
-                time.sleep(0.05)
-            return rec
-        locks.acquire = acquire
-    else:
+    """Patches the named point so the process dies there (see the module docstring)."""
+    if point not in INSTALLERS:
         raise SystemExit(f"unknown fault point '{point}'")
+    INSTALLERS[point](n, _counter(n))
 
 
 def main(argv: list[str]) -> None:

@@ -64,11 +64,12 @@ def test_math_equal_verdicts(gold, pred, want):
     assert got is want
 
 
-@pytest.mark.parametrize("gold,pred,want", PAIRS)
-def test_fast_path_agrees_with_math_verify(gold, pred, want):
-    fast = fast_equal(gold, pred)
-    if fast is not None:
-        assert fast is mv(gold, pred)
+def test_fast_path_agrees_with_math_verify():
+    """Every pair the fast path decides gets math-verify's own verdict; it decides most of them (the
+    rest fall through to math-verify, so no verdict can differ there)."""
+    decided = [(g, p, f) for g, p, _ in PAIRS if (f := fast_equal(g, p)) is not None]
+    assert len(decided) >= 55, len(decided)
+    assert [(g, p, f) for g, p, f in decided if f is not mv(g, p)] == []
 
 
 def test_fast_path_covers_plain_numbers():
