@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from glmv_cli.data.jsonl import append_rows
 from glmv_cli.errors import GlmvError
 from glmv_cli.evaluation.data import EvalRow, open_image, video_file
 from glmv_cli.evaluation.prompts import build_prompt
@@ -62,17 +63,6 @@ def read_lines(path: Path) -> dict[str, dict[str, Any]]:
         tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in good), encoding="utf-8")
         os.replace(tmp, path)
     return {x["key"]: x for x in good}
-
-
-def append_lines(path: Path, lines: list[dict[str, Any]]) -> None:
-    """One write + fsync: a batch lands whole, or torn and redone on resume."""
-    blob = "".join(json.dumps(x, ensure_ascii=False, default=str) + "\n" for x in lines).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, blob)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def jsonable_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +171,7 @@ def run_task(tr: TaskRun, get_generator: Callable[[], Any], batch_size: int, dat
                                          for p in asked]) if asked else []
         by = dict(zip((id(p) for p in asked), gens))
         lines = [score_line(tr.spec, p, by.get(id(p)), judge) for p in todo]
-        append_lines(tr.path, lines)
+        append_rows(tr.path, lines, default=str)
         tr.lines.update({x["key"]: x for x in lines})
         tr.generated += len(asked)
         todo.clear()

@@ -45,10 +45,11 @@ from typing import Any, Optional
 
 from glmv_cli.artifacts import InputChecks, Manifest, read_manifest, sha256_file
 from glmv_cli.data.formats.options import DataFormatConfig, DomainConfig
+from glmv_cli.data.jsonl import append_rows
 from glmv_cli.data.images import ImageSizeConfig
 from glmv_cli.data.mediacheck import MediaChecks
-from glmv_cli.generation.options import EngineOptions
 from glmv_cli.errors import GlmvError
+from glmv_cli.generation.options import EngineOptions
 from glmv_cli.names import STYLE_CHOICES
 from glmv_cli.options import opt
 from glmv_cli.rewards.userfn import REWARD_FN_HELP
@@ -171,17 +172,6 @@ def read_all_progress(stage_dir: Path, chunk_sizes: dict[int, int],
     for f in [stage_dir / ROLLOUTS, *sorted(stage_dir.glob(SHARD_GLOB))]:
         done.update(read_progress(f, chunk_sizes, repair=f == own))
     return done
-
-
-def append_lines(path: Path, lines: list[dict]) -> None:
-    """One write + fsync: a chunk lands whole or (on a crash mid-write) torn and redone."""
-    blob = "".join(json.dumps(d) + "\n" for d in lines).encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    try:
-        os.write(fd, blob)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -407,7 +397,7 @@ def _grade_shard(opts: GradeDifficultyOptions, chunks: list, mine: list[int], do
                 if opts.save_responses:
                     line["responses"] = [ro.text for ro in rolls]
                 lines.append(line)
-            append_lines(own, lines)
+            append_rows(own, lines)
             done.update({(mi, d["id"]): d for d in lines})
         del engine
     return gen_tokens, gen_time

@@ -117,23 +117,28 @@ def _hash(n: int, hit: Callable[[], bool]) -> None:
     artifacts.sha256_file = sha256_file
 
 
-def _grade_chunk(n: int, hit: Callable[[], bool]) -> None:
+def _torn_append(module: Any, hit: Callable[[], bool]) -> None:
+    """``module.append_rows`` writes a third of the N-th batch (mid-line: a torn tail), then dies."""
     import json
 
-    import glmv_cli.stages.grade_difficulty as gd
+    orig = module.append_rows
 
-    orig_append = gd.append_lines
-
-    def append_lines(path: Path, lines: list) -> None:
+    def append_rows(path: Path, lines: list, **k: Any) -> None:
         if hit():
-            blob = "".join(json.dumps(d) + "\n" for d in lines).encode()
+            blob = "".join(json.dumps(d, default=str) + "\n" for d in lines).encode()
             with open(path, "ab") as f:
-                f.write(blob[: len(blob) // 3])  # mid-line: a torn tail
+                f.write(blob[: len(blob) // 3])
                 f.flush()
                 os.fsync(f.fileno())
             die()
-        orig_append(path, lines)
-    gd.append_lines = append_lines
+        orig(path, lines, **k)
+    module.append_rows = append_rows
+
+
+def _grade_chunk(n: int, hit: Callable[[], bool]) -> None:
+    import glmv_cli.stages.grade_difficulty as gd
+
+    _torn_append(gd, hit)
 
 
 def _pack_shard(n: int, hit: Callable[[], bool]) -> None:
@@ -151,22 +156,9 @@ def _pack_shard(n: int, hit: Callable[[], bool]) -> None:
 
 
 def _eval_batch(n: int, hit: Callable[[], bool]) -> None:
-    import json
-
     import glmv_cli.evaluation.runner as runner
 
-    orig_eval_append = runner.append_lines
-
-    def eval_append(path: Path, lines: list) -> None:
-        if hit():
-            blob = "".join(json.dumps(d) + "\n" for d in lines).encode()
-            with open(path, "ab") as f:
-                f.write(blob[: len(blob) // 3])  # mid-line: a torn tail
-                f.flush()
-                os.fsync(f.fileno())
-            die()
-        orig_eval_append(path, lines)
-    runner.append_lines = eval_append
+    _torn_append(runner, hit)
 
 
 def _hold(n: int, hit: Callable[[], bool]) -> None:
