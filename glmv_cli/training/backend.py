@@ -183,9 +183,6 @@ class TorchZero0:
         self.module.train(mode)
         return self
 
-    def eval(self) -> "TorchZero0":
-        return self.train(False)
-
     def set_gradient_accumulation_boundary(self, boundary: bool) -> None:
         self._boundary = bool(boundary)
 
