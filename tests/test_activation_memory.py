@@ -269,13 +269,9 @@ def test_engine_zero0_and_zero3_train_identically_and_export_unwrapped(setup, tm
 
 def test_benchmark_prints_ratios_vs_off(capsys):
     """The benchmark stays runnable (a toy size; its real figures are in glmv_cli/training/memory.py)."""
-    import importlib.util
-    from pathlib import Path
+    from glmv_cli.testing import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "activation_memory_bench.py"
-    spec = importlib.util.spec_from_file_location("activation_memory_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("activation_memory_bench")
     bench.main(["--seq-len", "256", "--images", "3", "--scale", "1", "--steps", "0", "--cpu",
                 "--configs", "off,full+chunks"])
     out = capsys.readouterr().out.splitlines()

@@ -7,27 +7,19 @@ config (glm45v style, OCR edit similarity): graded rewards, informative groups, 
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from glmv_cli.testing import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 GATE_FREE = "style: glm45v\ngates: {require_think: false, require_box: false, language_mix: false}\n"
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_paired_diff_hand_values():
-    abl = _load("rlcs_ablation")
+    abl = load_benchmark("rlcs_ablation")
     m, se = abl.paired_diff({"a": 1.0, "b": 0.5, "c": 0.0}, {"a": 0.5, "b": 0.5, "c": 0.5, "only-b": 1.0})
     # differences 0.5, 0, -0.5: mean 0, sample var 0.25, se sqrt(0.25 / 3)
     assert m == pytest.approx(0.0) and se == pytest.approx((0.25 / 3) ** 0.5)
@@ -35,7 +27,7 @@ def test_paired_diff_hand_values():
 
 
 def test_rlcs_ablation_runs_both_arms_within_the_budget(tmp_path):
-    abl = _load("rlcs_ablation")
+    abl = load_benchmark("rlcs_ablation")
     rows = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"Spell item {i}."}], "domain": "ocr",
              "answer": "abc" + "xyz"[i % 3]} for i in range(8)]
     data = tmp_path / "rl.jsonl"
@@ -61,7 +53,7 @@ def test_rlcs_ablation_runs_both_arms_within_the_budget(tmp_path):
 
 
 def test_rl_update_bench_reports_padding_time_and_gather_payload(tmp_path, capsys):
-    bench = _load("rl_update_bench")
+    bench = load_benchmark("rl_update_bench")
     out = tmp_path / "rl.json"
     assert bench.main(["--groups", "2", "--group-size", "3", "--median-len", "12", "--max-len", "40",
                        "--grid", "1,4,4", "--gather-tokens", "2000", "--out", str(out)]) == 0
@@ -74,7 +66,7 @@ def test_rl_update_bench_reports_padding_time_and_gather_payload(tmp_path, capsy
 
 
 def test_formats_bench_packs_both_forms_identically(capsys):
-    bench = _load("formats_bench")
+    bench = load_benchmark("formats_bench")
     res = bench.main(["--records", "30", "--repeats", "1", "--seq-len", "2048"])
     assert res["packs_identical"] is True and res["records"] == 30 and res["images"] == 45
     assert res["jsonl_png"]["packs"] == res["parquet_embedded"]["packs"] >= 1
@@ -84,14 +76,14 @@ def test_formats_bench_packs_both_forms_identically(capsys):
 
 
 def test_template_bench_reports_each_path():
-    out = _load("template_bench").main(["--records", "20"])
+    out = load_benchmark("template_bench").main(["--records", "20"])
     assert out["records"] == 20
     for k in ("glmv_us", "template_equal_us", "glmv_two_turn_us", "template_realigned_us"):
         assert out[k] > 0, k
 
 
 def test_image_verify_bench_packs_with_and_without_decoding():
-    res = _load("image_verify_bench").main(["--records", "20", "--repeats", "1", "--image-size", "64"])
+    res = load_benchmark("image_verify_bench").main(["--records", "20", "--repeats", "1", "--image-size", "64"])
     assert res["records"] == 20 and res["images"] == res["images_verified"] == 20
     for mode in ("off", "on"):
         assert res[mode]["cpu_s_best"] > 0 and res[mode]["wall_s_best"] > 0

@@ -3,24 +3,20 @@ numbers (the pipeline itself trains for minutes; it is run by hand, see the scri
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
+
+from glmv_cli.testing import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def gc():
-    spec = importlib.util.spec_from_file_location("bench_grade_correlation", ROOT / "benchmarks" / "grade_correlation.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("grade_correlation")
 
 
 def _args(gc, argv):

@@ -9,6 +9,8 @@ import math
 import pytest
 import torch
 
+from glmv_cli.testing.tiny import full_forward_logprobs
+
 from glmv_cli.generation import (
     BANNED_TOKENS,
     HFEngine,
@@ -187,17 +189,6 @@ def _prompts(model, proc):
     return out
 
 
-def _full_logprobs(model, p, r, banned=()):
-    ids = torch.tensor([p.input_ids + r.token_ids])
-    kw = {}
-    if p.pixel_values is not None:
-        kw = dict(pixel_values=p.pixel_values, image_grid_thw=p.image_grid_thw,
-                  mm_token_type_ids=(ids == model.config.image_token_id).long())
-    model.model.rope_deltas = None
-    with torch.no_grad():
-        lg = mask_banned(model(input_ids=ids, **kw).logits[0], list(banned)).log_softmax(-1)
-    n = len(p.input_ids)
-    return lg[n - 1:n - 1 + len(r.token_ids)].gather(1, torch.tensor(r.token_ids)[:, None])[:, 0]
 
 
 def test_logprobs_match_full_forward_and_batching_does_not_matter(tiny):
@@ -213,7 +204,7 @@ def test_logprobs_match_full_forward_and_batching_does_not_matter(tiny):
         for r, s in zip(rs, ss):
             assert r.token_ids == s.token_ids and r.forced == s.forced
             assert r.logprobs == pytest.approx(s.logprobs, abs=1e-4)
-            full = _full_logprobs(model, p, r, eng.banned_token_ids)
+            full = full_forward_logprobs(model, p, r, eng.banned_token_ids)
             worst = max(worst, (full - torch.tensor(r.logprobs)).abs().max().item())
     # left padding, images (3D rope), KV cache and row compaction reproduce the full forward
     assert worst < 1e-4
@@ -351,7 +342,7 @@ def test_image_token_with_a_huge_logit_is_never_sampled(tiny):
             assert not banned & set(r.token_ids)
             n_tok += len(r.token_ids)
             # the returned log-probs are of the masked distribution the full forward gives
-            full = _full_logprobs(m2, p, r, eng.banned_token_ids)
+            full = full_forward_logprobs(m2, p, r, eng.banned_token_ids)
             assert (full - torch.tensor(r.logprobs)).abs().max().item() < 1e-4
     assert n_tok >= 12 * 2
     # the masked distribution sums to 1 over the allowed vocabulary and is 0 on the banned ids

@@ -17,8 +17,10 @@ from urllib.parse import urlparse
 import pytest
 import torch
 
+from glmv_cli.testing.tiny import full_forward_logprobs
+
 from glmv_cli.errors import GlmvError
-from glmv_cli.generation import HFEngine, Prompt, SamplingParams, mask_banned
+from glmv_cli.generation import HFEngine, Prompt, SamplingParams
 from glmv_cli.generation.server import ServerEngine, continuation_seed
 from glmv_cli.testing.serve import start_servers
 
@@ -85,17 +87,6 @@ def _engine(tiny, servers, dialect="vllm", **kw):
                         backoff_s=kw.pop("backoff_s", 0.05), **kw)
 
 
-def _full_logprobs(model, p, r, banned):
-    ids = torch.tensor([p.input_ids + r.token_ids])
-    kw = {}
-    if p.pixel_values is not None:
-        kw = dict(pixel_values=p.pixel_values, image_grid_thw=p.image_grid_thw,
-                  mm_token_type_ids=(ids == model.config.image_token_id).long())
-    model.model.rope_deltas = None
-    with torch.no_grad():
-        lg = mask_banned(model(input_ids=ids, **kw).logits[0], list(banned)).log_softmax(-1)
-    n = len(p.input_ids)
-    return lg[n - 1:n - 1 + len(r.token_ids)].gather(1, torch.tensor(r.token_ids)[:, None])[:, 0]
 
 
 def _same(a, b, tol=TOL):
@@ -117,7 +108,7 @@ def test_server_tokens_and_logprobs_equal_the_learner_forward(tiny, servers, tmp
     worst, n_tok = 0.0, 0
     for p, rs in zip(prompts, out):
         for r in rs:
-            full = _full_logprobs(model, p, r, eng.banned_token_ids)
+            full = full_forward_logprobs(model, p, r, eng.banned_token_ids)
             worst = max(worst, (full - torch.tensor(r.logprobs)).abs().max().item())
             n_tok += len(r.token_ids)
             assert r.prompt_ids == p.input_ids
@@ -250,7 +241,7 @@ def test_disk_weight_sync_changes_the_server_to_the_updated_model(tiny, tmp_path
             assert [r.token_ids for rs in after for r in rs] != [r.token_ids for rs in before for r in rs]
             for p, rs in zip(prompts, after):
                 for r in rs:
-                    full = _full_logprobs(learner, p, r, eng.banned_token_ids)
+                    full = full_forward_logprobs(learner, p, r, eng.banned_token_ids)
                     assert (full - torch.tensor(r.logprobs)).abs().max().item() < TOL
         assert sorted(x.name for x in shared.glob("*.safetensors")) == ["model-00001-of-00001.safetensors"]
     finally:

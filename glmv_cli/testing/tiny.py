@@ -17,6 +17,23 @@ TINY_IDS = {"image_token_id": 290, "video_token_id": 291, "image_start_token_id"
             "image_end_token_id": 293, "video_start_token_id": 294, "video_end_token_id": 295}
 
 
+def full_forward_logprobs(model: Any, prompt: Any, rollout: Any, banned: Any = ()) -> torch.Tensor:
+    """The learner's view of a rollout: one full forward over prompt + response, banned tokens
+    masked, log-probs of the response tokens (what rollout engines' log-probs must equal)."""
+    from glmv_cli.generation import mask_banned
+
+    ids = torch.tensor([prompt.input_ids + rollout.token_ids])
+    kw = {}
+    if prompt.pixel_values is not None:
+        kw = dict(pixel_values=prompt.pixel_values, image_grid_thw=prompt.image_grid_thw,
+                  mm_token_type_ids=(ids == model.config.image_token_id).long())
+    model.model.rope_deltas = None
+    with torch.no_grad():
+        lg = mask_banned(model(input_ids=ids, **kw).logits[0], list(banned)).log_softmax(-1)
+    n = len(prompt.input_ids)
+    return lg[n - 1:n - 1 + len(rollout.token_ids)].gather(1, torch.tensor(rollout.token_ids)[:, None])[:, 0]
+
+
 def tiny_glm4v_config(vocab: int = 300, layers: int = 2, hidden: int = 128, max_pos: int = 4096):
     """A ~0.4 M-parameter Glm4vConfig (head_dim 32, partial rotary 0.5, mrope [2, 3, 3])."""
     from transformers import Glm4vConfig

@@ -1,23 +1,15 @@
 """The reward benchmarks stay runnable (tiny sizes; the figures themselves come from full runs)."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
+
+from glmv_cli.testing import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_case_file_covers_every_domain_and_is_well_formed():
-    bench = _load("reward_agreement")
+    bench = load_benchmark("reward_agreement")
     cases = bench.load_cases(bench.CASES)
     assert len(cases) >= 300 and len({c["id"] for c in cases}) == len(cases)
     assert {c["domain"] for c in cases} == {"math", "stem", "chemistry", "mcq", "counting", "chart", "ocr",
@@ -26,7 +18,7 @@ def test_case_file_covers_every_domain_and_is_well_formed():
 
 
 def test_reward_agreement_runs(tmp_path, capsys):
-    bench = _load("reward_agreement")
+    bench = load_benchmark("reward_agreement")
     rows = [json.loads(x) for x in bench.CASES.read_text(encoding="utf-8").splitlines()]
     pick = [r for r in rows if r["domain"] != "math"][:30] + [r for r in rows if r["domain"] == "math"][::12]
     f = tmp_path / "cases.jsonl"
@@ -39,7 +31,7 @@ def test_reward_agreement_runs(tmp_path, capsys):
 
 
 def test_judge_pool_bench_runs(capsys):
-    bench = _load("judge_pool_bench")
+    bench = load_benchmark("judge_pool_bench")
     bench.main(["--n", "6", "--latency", "0.02", "--threads", "3", "--workers", "1"])
     out = capsys.readouterr().out
     assert out.count("identical results: True") == 2 and "serial" in out
